@@ -1,0 +1,156 @@
+"""Analyzer: composes the stages (faces -> engine -> uncertainty -> router). The CLI and
+embedding apps use only this class."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .config import AnalyzerConfig, load_config
+from .engines import Engine, create_engine
+from .errors import ModelError
+from .faces import DetectedFace, FaceDetector, align_face, to_bgr
+from .model_store import model_id, read_manifest
+from .overlay import Overlay
+from .preprocess import INPUT_SIZE, prepare_batch
+from .results import FaceResult
+from .routing import Router
+
+log = logging.getLogger("uar_stream")
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A relative model path is looked up in the working directory, then beside the package
+    (the checkout that ``pip install -e .`` points at)."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    beside = _PACKAGE_ROOT / p
+    return beside if beside.exists() else p
+
+
+@dataclass
+class FaceBatch:
+    """The faces of one frame, detected and aligned. crops: uint8 (N, S, S)."""
+
+    faces: list[DetectedFace]
+    crops: np.ndarray
+    frame_shape: tuple[int, int]
+
+
+class Analyzer:
+    """Frame in, list of :class:`FaceResult` out.
+
+    >>> with Analyzer.from_config("configs/default.yaml") as an:
+    ...     results = an.analyze(frame_bgr)
+    ...     an.draw(frame_bgr, results)
+
+    Safe to call from several threads: each thread gets its own face detector, and the
+    engine call is serialised.
+    """
+
+    def __init__(self, config: AnalyzerConfig, engine: Engine | None = None):
+        self.config = config
+        self.model_dir = resolve_model_path(config.model.path)
+        self.manifest = read_manifest(self.model_dir)
+        if self.manifest.input_size != INPUT_SIZE:
+            raise ModelError(f"{self.model_dir}: input_size {self.manifest.input_size} differs from "
+                             f"the canonical crop ({INPUT_SIZE})")
+        self.model_id = model_id(self.model_dir)
+        e = config.engine
+        self.engine = engine or create_engine(self.model_dir, e.backend, e.device, e.precision,
+                                              e.max_batch, e.threads)
+        self.classes = tuple(self.manifest.classes)
+        self.router = Router(config.routing.tau_epistemic, config.routing.tau_aleatoric)
+        self.overlay = Overlay(config.overlay)
+        self._local = threading.local()
+        self._detectors: list[FaceDetector] = []
+        self._engine_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, source: str | Path | dict | AnalyzerConfig | None = None,
+                    **overrides: Any) -> "Analyzer":
+        """Build from a YAML path, a dict or a config; ``overrides`` use dotted keys with
+        '__' for the dot, e.g. ``routing__tau_epistemic=0.1``."""
+        return cls(load_config(source, {k.replace("__", "."): v for k, v in overrides.items()}))
+
+    # -- stages ---------------------------------------------------------------------------
+    def _detector(self) -> FaceDetector:
+        det = getattr(self._local, "detector", None)
+        if det is None:
+            d = self.config.detector
+            det = FaceDetector(d.model, d.min_confidence, d.min_face_px)
+            self._local.detector = det
+            self._detectors.append(det)
+        return det
+
+    def detect(self, frame: np.ndarray) -> FaceBatch:
+        """Detect and align every face of a frame (any of gray, BGR, BGRA)."""
+        bgr = to_bgr(frame)
+        faces = self._detector().detect(bgr)
+        faces = sorted(faces, key=lambda f: -f.score)[: self.config.detector.max_faces]
+        if not faces:
+            return FaceBatch([], np.zeros((0, INPUT_SIZE, INPUT_SIZE), np.uint8), bgr.shape[:2])
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        crops = np.stack([align_face(gray, f.landmarks, INPUT_SIZE) for f in faces])
+        return FaceBatch(faces, crops, bgr.shape[:2])
+
+    def classify(self, batches: list[FaceBatch]) -> list[list[FaceResult]]:
+        """Run the engine ONCE over the faces of several frames and route each face."""
+        sizes = [len(b.faces) for b in batches]
+        if sum(sizes) == 0:
+            return [[] for _ in batches]
+        x = prepare_batch(np.concatenate([b.crops for b in batches if len(b.faces)]))
+        with self._engine_lock:
+            out = self.engine.infer(x)
+        results: list[list[FaceResult]] = []
+        i = 0
+        for b in batches:
+            frame_res = []
+            for f in b.faces:
+                probs = out.mean_probs[i]
+                k = int(np.argmax(probs))
+                frame_res.append(FaceResult(
+                    box=f.box, landmarks=f.landmarks, detection_score=f.score, probs=probs,
+                    label=self.classes[k], confidence=float(probs[k]),
+                    aleatoric=float(out.aleatoric[i]), epistemic=float(out.epistemic[i]),
+                    total=float(out.total[i]),
+                    route=self.router.route(float(out.aleatoric[i]), float(out.epistemic[i])),
+                    classes=self.classes))
+                i += 1
+            results.append(frame_res)
+        return results
+
+    def analyze(self, frame: np.ndarray) -> list[FaceResult]:
+        """Detect, align, classify and route every face in one frame."""
+        return self.classify([self.detect(frame)])[0]
+
+    def draw(self, frame: np.ndarray, results: list[FaceResult], fps: float | None = None) -> np.ndarray:
+        """Overlay the results on a BGR copy of the frame."""
+        out = to_bgr(frame).copy()
+        if self.config.overlay.enabled:
+            self.overlay.annotate(out, results, fps)
+        return out
+
+    # -- lifetime -------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for det in self._detectors:
+            det.close()
+        self._detectors.clear()
+
+    def __enter__(self) -> "Analyzer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,194 @@
+"""Typed configuration: dataclasses with defaults, loaded from YAML and validated.
+
+Every error names the key (``section.key``) and what is allowed. ``configs/default.yaml``
+lists every key with its default; a test keeps it equal to these dataclasses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _opt(default, *, choices=None, lo=None, hi=None, doc=""):
+    return field(default=default, metadata={"choices": choices, "lo": lo, "hi": hi, "doc": doc})
+
+
+@dataclass
+class ModelConfig:
+    #: Model directory (manifest.json + member weights). Relative paths are tried against the
+    #: working directory, then the uar-stream checkout/installation.
+    path: str = "engines/default"
+
+
+@dataclass
+class DetectorConfig:
+    model: str = _opt("full", choices=("full", "short"))
+    min_confidence: float = _opt(0.5, lo=0.05, hi=0.99)
+    min_face_px: int = _opt(16, lo=4, hi=4096)
+    max_faces: int = _opt(32, lo=1, hi=256)
+
+
+@dataclass
+class EngineConfig:
+    backend: str = _opt("auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
+    device: str = _opt("auto", choices=("auto", "cpu", "cuda"))
+    precision: str = _opt("fp32", choices=("fp32", "fp16", "bf16"))
+    max_batch: int = _opt(64, lo=1, hi=1024)
+    threads: int = _opt(0, lo=0, hi=256)  # 0: let the backend decide
+
+
+@dataclass
+class RoutingConfig:
+    #: Thresholds in nats (natural-log entropy). Set by ``uar-stream calibrate``.
+    tau_epistemic: float = _opt(0.05, lo=0.0, hi=10.0)
+    tau_aleatoric: float = _opt(0.9, lo=0.0, hi=10.0)
+
+
+@dataclass
+class OverlayConfig:
+    enabled: bool = True
+    bars: bool = True
+    fps: bool = True
+    top_k: int = _opt(2, lo=1, hi=8)
+    font_scale: float = _opt(0.0, lo=0.0, hi=10.0)  # 0: scale with frame height
+    color_confident: list = field(default_factory=lambda: [60, 200, 60])  # BGR
+    color_ambiguous: list = field(default_factory=lambda: [0, 180, 255])
+    color_out_of_distribution: list = field(default_factory=lambda: [40, 40, 230])
+
+
+@dataclass
+class EventsConfig:
+    #: When to log a face result: every_frame, on_change (route or label changed for the
+    #: face at that place), every_n (every n-th frame), off.
+    faces: str = _opt("on_change", choices=("every_frame", "on_change", "every_n", "off"))
+    every_n: int = _opt(15, lo=1, hi=100000)
+    probs: bool = True  # include the 8-class distribution in face events
+
+
+@dataclass
+class OutputConfig:
+    codec: str = _opt("mp4v", choices=("mp4v", "avc1", "MJPG", "XVID"))
+
+
+@dataclass
+class AnalyzerConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Short hash of the effective config (logged with every run)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", str(t))
+
+
+def _coerce(key: str, value: Any, f: dataclasses.Field, ftype: Any) -> Any:
+    meta = f.metadata
+    if ftype is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: true, false")
+        return value
+    if ftype in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: {value!r} is not a number ({_type_name(ftype)})")
+        if ftype is int and float(value) != int(value):
+            raise ConfigError(f"{key}: {value!r} must be a whole number")
+        value = ftype(value)
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"{key}: {value!r} is out of range; allowed: {lo} to {hi}")
+        return value
+    if ftype is str:
+        if not isinstance(value, str):
+            value = str(value) if isinstance(value, (int, float)) and not meta.get("choices") else value
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: {value!r} is not a string")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {', '.join(choices)}")
+        return value
+    if ftype is list:  # colours
+        if (not isinstance(value, (list, tuple)) or len(value) != 3
+                or not all(isinstance(c, int) and 0 <= c <= 255 for c in value)):
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: [B, G, R] with 0-255 integers")
+        return list(value)
+    raise ConfigError(f"{key}: unsupported type")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key; allowed keys: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        ftype = hints[name]
+        if isinstance(ftype, types.GenericAlias):
+            ftype = typing.get_origin(ftype)
+        if dataclasses.is_dataclass(ftype):
+            kwargs[name] = _build(ftype, data.get(name), key)
+        elif name in data:
+            kwargs[name] = _coerce(key, data[name], f, ftype)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict | None) -> AnalyzerConfig:
+    return _build(AnalyzerConfig, data or {}, "")
+
+
+def load_config(source: str | Path | dict | AnalyzerConfig | None = None,
+                overrides: dict[str, Any] | None = None) -> AnalyzerConfig:
+    """Load and validate a config from a YAML path, a dict, or None (the defaults), then
+    apply dotted ``overrides`` such as ``{"routing.tau_epistemic": 0.1}`` (CLI flags)."""
+    if isinstance(source, AnalyzerConfig):
+        data = source.to_dict()
+    elif isinstance(source, dict):
+        data = json.loads(json.dumps(source))
+    elif source is None:
+        data = {}
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        data.pop("calibration", None)  # provenance written by `uar-stream calibrate`
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if not isinstance(data.setdefault(section, {}), dict):
+            raise ConfigError(f"{section}: expected a mapping")
+        data[section][key] = value
+    return from_dict(data)

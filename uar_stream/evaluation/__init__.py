@@ -1,0 +1,1 @@
+"""Dual validation of the two uncertainties, baselines, calibration, report."""

@@ -1,0 +1,113 @@
+"""The compact expression CNN, written so that M independent members run as ONE module.
+
+Every layer is a grouped convolution with ``groups=M``: channels are laid out member-major
+(member m owns channels ``[m*c, (m+1)*c)``), so member m's activations never touch member
+n's. One member's weights are exactly the M=1 module's weights, and M members are their
+concatenation along dim 0; this is how members are saved (one safetensors file each) and
+fused on load. Grouped convs export cleanly to ONNX (vmap does not; see STACK.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class CnnArch:
+    """Shape of one member. Defaults are the shipped model's."""
+
+    stem: int = 32
+    widths: tuple[int, ...] = (48, 96, 192)
+    blocks: tuple[int, ...] = (1, 1, 1)
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        return {"stem": self.stem, "widths": list(self.widths), "blocks": list(self.blocks),
+                "dropout": self.dropout}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CnnArch":
+        return cls(stem=int(d["stem"]), widths=tuple(int(w) for w in d["widths"]),
+                   blocks=tuple(int(b) for b in d["blocks"]), dropout=float(d["dropout"]))
+
+
+class _GConvBN(nn.Sequential):
+    def __init__(self, m: int, cin: int, cout: int, stride: int = 1, k: int = 3, act: bool = True):
+        layers: list[nn.Module] = [
+            nn.Conv2d(m * cin, m * cout, k, stride, k // 2, groups=m, bias=False),
+            nn.BatchNorm2d(m * cout),
+        ]
+        if act:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class _GBlock(nn.Module):
+    """ResNet basic block, member-grouped."""
+
+    def __init__(self, m: int, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = _GConvBN(m, cin, cout, stride)
+        self.conv2 = _GConvBN(m, cout, cout, 1, act=False)
+        self.skip = None
+        if stride != 1 or cin != cout:
+            self.skip = _GConvBN(m, cin, cout, stride, k=1, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x if self.skip is None else self.skip(x)
+        return F.relu(self.conv2(self.conv1(x)) + s)
+
+
+class FusedCnn(nn.Module):
+    """M members of the compact ResNet in one module.
+
+    forward(x): x is (B, 1, H, W) (every member sees the same face: inference) or
+    (B, M, H, W) (member m sees its own image: training with per-member data order).
+    Returns logits (B, M, C).
+    """
+
+    def __init__(self, members: int, num_classes: int = 8, arch: CnnArch = CnnArch()):
+        super().__init__()
+        self.members = members
+        self.num_classes = num_classes
+        self.arch = arch
+        m = members
+        self.stem = _GConvBN(m, 1, arch.stem)
+        layers: list[nn.Module] = []
+        cin = arch.stem
+        for i, (w, n) in enumerate(zip(arch.widths, arch.blocks)):
+            for j in range(n):
+                # Each stage halves the resolution: 48 -> 24 -> 12 -> 6.
+                layers.append(_GBlock(m, cin, w, stride=2 if j == 0 else 1))
+                cin = w
+        self.stages = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(arch.dropout)
+        self.head = nn.Conv2d(m * cin, m * num_classes, 1, groups=m)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1 and self.members > 1:
+            x = x.expand(-1, self.members, -1, -1)
+        x = self.stages(self.stem(x))
+        x = F.adaptive_avg_pool2d(x, 1)
+        x = self.head(self.dropout(x))
+        return x.reshape(x.shape[0], self.members, self.num_classes)
+
+
+def split_members(state: dict[str, torch.Tensor], members: int) -> list[dict[str, torch.Tensor]]:
+    """Fused state dict -> one M=1 state dict per member (dim 0 is member-major)."""
+    out: list[dict[str, torch.Tensor]] = [{} for _ in range(members)]
+    for k, v in state.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        for m, part in enumerate(v.chunk(members, dim=0)):
+            out[m][k] = part.contiguous()
+    return out
+
+
+def join_members(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-member (M=1) state dicts -> the fused state dict."""
+    keys = states[0].keys()
+    return {k: torch.cat([s[k] for s in states], dim=0) for k in keys}

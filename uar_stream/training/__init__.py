@@ -1,0 +1,1 @@
+"""Training of the shipped ensemble and the LDL baseline (``uar-stream train``)."""

@@ -1,0 +1,49 @@
+"""Total / aleatoric / epistemic decomposition of an ensemble's predictions.
+
+For member probabilities p (B, M, C):
+  total     = H(mean_m p_m)              (entropy of the ensemble's prediction)
+  aleatoric = mean_m H(p_m)              (expected entropy: what every member finds ambiguous)
+  epistemic = total - aleatoric >= 0     (mutual information: how much the members disagree)
+All in nats; divide by log C for a 0..1 display scale.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+_EPS = 1e-12
+
+
+def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Shannon entropy in nats along ``axis`` (0 log 0 = 0)."""
+    p = np.asarray(p, dtype=np.float64)
+    return -(p * np.log(np.clip(p, _EPS, None))).sum(axis=axis)
+
+
+@dataclass
+class Decomposition:
+    """Per-face uncertainty. mean_probs (B, C); total, aleatoric, epistemic (B,) in nats."""
+
+    mean_probs: np.ndarray
+    total: np.ndarray
+    aleatoric: np.ndarray
+    epistemic: np.ndarray
+
+
+def decompose(member_probs: np.ndarray) -> Decomposition:
+    """member_probs (B, M, C) -> Decomposition."""
+    p = np.asarray(member_probs, dtype=np.float64)
+    if p.ndim != 3:
+        raise ValueError(f"member_probs must be (B, M, C), got shape {p.shape}")
+    mean = p.mean(axis=1)
+    total = entropy(mean)
+    aleatoric = entropy(p).mean(axis=1)
+    epistemic = np.clip(total - aleatoric, 0.0, None)
+    return Decomposition(mean, total, aleatoric, epistemic)
+
+
+def normalise(nats: np.ndarray | float, num_classes: int) -> np.ndarray | float:
+    """Nats -> 0..1 by dividing by log C (the entropy of the uniform distribution)."""
+    return nats / math.log(num_classes)
