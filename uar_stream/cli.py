@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -117,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_run(sub)
     _add_train(sub)
-    for extra in _EXTRA_COMMANDS:
-        extra[0](sub)
+    handlers = {"run": _cmd_run, "train": _cmd_train}
+    for module in _COMMAND_MODULES:
+        handlers.update(importlib.import_module(module, __package__).register(sub))
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    handlers = {"run": _cmd_run, "train": _cmd_train, **{e[1]: e[2] for e in _EXTRA_COMMANDS}}
     try:
         return handlers[a.cmd](a)
     except UarError as e:
@@ -133,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-#: (add_parser(sub), name, handler) for commands registered by other modules.
-_EXTRA_COMMANDS: list = []
+#: Modules that add subcommands: each has ``register(subparsers) -> {name: handler}``;
+#: a handler takes the parsed args and returns the exit code.
+_COMMAND_MODULES = (".evaluation.commands", ".engines.commands")
 
 if __name__ == "__main__":
     sys.exit(main())
