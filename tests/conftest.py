@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 MEDIA = SHARED / "media"
 FERPLUS = SHARED / "data" / "ferplus"
-DEFAULT_MODEL = ROOT / "engines" / "default"
+# UAR_TEST_MODEL points the model tests at another model directory (development).
+DEFAULT_MODEL = Path(os.environ.get("UAR_TEST_MODEL", ROOT / "engines" / "default"))
 
 
 def need(path: Path) -> Path:

@@ -172,6 +172,8 @@ def train_ensemble(train_path: str | Path, test_path: str | Path | None, out_dir
     metrics: dict = {}
     if test is not None:
         keep = test.subset(np.flatnonzero(test.votes.argmax(1) < 8))
+        if cfg.limit:  # quick mode: a smoke test, not a measurement
+            keep = keep.subset(np.arange(min(len(keep), 512)))
         metrics = evaluate_members(predict_logits(net, keep.images), keep.votes, temperature)
         metrics["data"] = {"split": Path(test_path).name, "n": len(keep)}
     out_dir.mkdir(parents=True, exist_ok=True)
