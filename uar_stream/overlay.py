@@ -72,3 +72,7 @@ class Overlay:
             x_end = min(x + width, w - 1)
             cv2.rectangle(frame, (x, yy), (x_end, yy + bh), (50, 50, 50), -1)
             cv2.rectangle(frame, (x, yy), (x + int((x_end - x) * frac), yy + bh), col, -1)
+            fs = bh / 22  # letter as tall as the bar
+            (lw, _), _ = cv2.getTextSize(name, _FONT, fs, 1)
+            if x - lw - 2 >= 0:
+                cv2.putText(frame, name, (x - lw - 2, yy + bh), _FONT, fs, col, 1, cv2.LINE_AA)
