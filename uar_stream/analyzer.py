@@ -6,7 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
@@ -20,6 +20,10 @@ from .overlay import Overlay
 from .preprocess import INPUT_SIZE, prepare_batch
 from .results import FaceResult
 from .routing import Router
+
+if TYPE_CHECKING:
+    from .streaming import FrameStream, StreamHandle
+    from .tracking import FaceTracker
 
 log = logging.getLogger("uar_stream")
 
@@ -140,11 +144,63 @@ class Analyzer:
             self.overlay.annotate(out, results, fps)
         return out
 
+    # -- streams (live sources, kiosk embedding) -------------------------------------------
+    def new_tracker(self) -> "FaceTracker":
+        """A face tracker (ids, smoothing, hysteresis; config ``tracking``) for one stream."""
+        from .tracking import FaceTracker
+
+        return FaceTracker(self.config.tracking, self.router, self.classes)
+
+    def stream(self, source: str | int | Path, on_result: "Callable | None" = None,
+               **options: Any) -> "FrameStream | StreamHandle":
+        """Analyse a file, webcam index or stream URL as a managed stream.
+
+        Without ``on_result``: a :class:`~uar_stream.streaming.FrameStream` to iterate in
+        the caller's thread (``for r in an.stream(0): r.faces, r.image``). With it: the
+        stream runs on a background thread and calls ``on_result(r)`` per frame; returns a
+        :class:`~uar_stream.streaming.StreamHandle` (``stop()``, ``join()``, ``error``).
+        ``options``: ``pipelined``, ``tracking`` (bools), ``config`` (a SourceConfig),
+        and with ``on_result``: ``on_events`` (called with the events left at the end).
+        Closing the stream, or this Analyzer, stops its threads and releases the source.
+        """
+        from .streaming import FrameStream, StreamHandle
+
+        on_events = options.pop("on_events", None)
+        s = FrameStream(self, source, **options)
+        return s if on_result is None else StreamHandle(s, on_result, on_events)
+
+    def run_in_background(self, source: str | int | Path, on_result: "Callable",
+                          **options: Any) -> "StreamHandle":
+        """``stream(source, on_result=...)``: analyse on a background thread."""
+        return self.stream(source, on_result=on_result, **options)
+
+    def release_thread_detector(self) -> None:
+        """Close the calling thread's face detector (stream threads call this on exit)."""
+        det = getattr(self._local, "detector", None)
+        if det is not None:
+            self._local.detector = None
+            try:
+                self._detectors.remove(det)
+            except ValueError:
+                pass
+            det.close()
+
+    def _register_stream(self, s: "FrameStream") -> None:
+        reg = self.__dict__.get("_stream_registry")
+        if reg is None:
+            from .streaming import _StreamRegistry
+
+            reg = self.__dict__.setdefault("_stream_registry", _StreamRegistry())
+        reg.add(s)
+
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        reg = self.__dict__.get("_stream_registry")
+        if reg is not None:  # streams first: their threads use the detectors closed below
+            reg.close_all()
         for det in self._detectors:
             det.close()
         self._detectors.clear()

@@ -27,7 +27,16 @@ def _add_run(sub) -> None:
     p.add_argument("--tau-aleatoric", type=float, help="config routing.tau_aleatoric (nats)")
     p.add_argument("--face-events", help="config events.faces: every_frame, on_change, every_n, off")
     p.add_argument("--detector", help="config detector.model: full, short")
-    p.add_argument("--show", action="store_true", help="show a window with the overlay")
+    p.add_argument("--show", action="store_true",
+                   help="show a window with the overlay and FPS (skipped with a warning without a display)")
+    p.add_argument("--buffer-policy",
+                   help="config source.buffer_policy: auto, wait, drop_oldest, newest_only")
+    p.add_argument("--reconnect-attempts", type=int,
+                   help="config source.reconnect_attempts (live sources)")
+    p.add_argument("--sync", action="store_true",
+                   help="no capture/detect threads (config source.pipelined: false)")
+    p.add_argument("--no-tracking", action="store_true",
+                   help="no face ids, smoothing or hysteresis (config tracking.enabled: false)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--summary-json", help="also write the end summary as JSON here")
@@ -39,13 +48,18 @@ def _add_train(sub) -> None:
     p.add_argument("--test", help="evaluation .npz: leaked images removed, metrics reported")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--members", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=14)
+    p.add_argument("--epochs", type=int, help="default: 14 (cnn), 10 (dinov2)")
     p.add_argument("--loss", default="soft", help="soft (vote distribution) or majority")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--backbone", default="cnn", help="cnn (default) or dinov2")
+    p.add_argument("--batch-size", type=int, help="default: 128 (cnn), 64 (dinov2)")
+    p.add_argument("--lr", type=float, help="peak learning rate; default: 0.1 (cnn, SGD), "
+                   "1e-4 (dinov2, AdamW; lower layers get less)")
+    p.add_argument("--backbone", default="cnn", choices=("cnn", "dinov2"), help="cnn (default) or dinov2")
     p.add_argument("--dinov2-weights", help="local facebook/dinov2-small safetensors (dinov2 backbone)")
+    p.add_argument("--image-size", type=int,
+                   help="dinov2: side the 48x48 crop is resized to, a multiple of 14 (default 224)")
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="dinov2: stop each member after this many steps (smoke tests)")
     p.add_argument("--work-dir", help="checkpoints (default: OUT.work); rerun to resume")
     p.add_argument("--quick", action="store_true", help="small subset, 1 epoch, 2 members (CI smoke)")
 
@@ -58,7 +72,11 @@ def _cmd_run(a) -> int:
     cfg = load_config(a.config, {"model.path": a.model, "engine.backend": a.backend,
                                  "routing.tau_epistemic": a.tau_epistemic,
                                  "routing.tau_aleatoric": a.tau_aleatoric,
-                                 "events.faces": a.face_events, "detector.model": a.detector})
+                                 "events.faces": a.face_events, "detector.model": a.detector,
+                                 "source.buffer_policy": a.buffer_policy,
+                                 "source.reconnect_attempts": a.reconnect_attempts,
+                                 "source.pipelined": False if a.sync else None,
+                                 "tracking.enabled": False if a.no_tracking else None})
     if a.output is None and a.events is None and not a.show:
         log.warning("no --output, --events or --show: only the summary will be printed")
     with Analyzer(cfg) as an:
@@ -91,15 +109,19 @@ def _print_summary(s, a) -> None:
 def _cmd_train(a) -> int:
     from .training.trainer import TrainConfig, train_ensemble
 
+    if a.backbone != "cnn":
+        from .training.dinov2 import train_dinov2_cli
+        return train_dinov2_cli(a)
+    # Unset flags take the CNN's defaults (DINOv2 has its own).
+    a.epochs = 14 if a.epochs is None else a.epochs
+    a.batch_size = 128 if a.batch_size is None else a.batch_size
+    a.lr = 0.1 if a.lr is None else a.lr
     if a.quick:
         cfg = TrainConfig(members=min(a.members, 2), epochs=1, loss=a.loss, seed=a.seed,
                           batch_size=a.batch_size, lr=a.lr, limit=1024)
     else:
         cfg = TrainConfig(members=a.members, epochs=a.epochs, loss=a.loss, seed=a.seed,
                           batch_size=a.batch_size, lr=a.lr)
-    if a.backbone != "cnn":
-        from .training.dinov2 import train_dinov2_cli
-        return train_dinov2_cli(a, cfg)
     man = train_ensemble(a.data, a.test, a.out, cfg, a.work_dir)
     if man.metrics:
         e = man.metrics["ensemble"]

@@ -33,7 +33,7 @@ class ModelConfig:
 @dataclass
 class DetectorConfig:
     model: str = _opt("full", choices=("full", "short"))
-    min_confidence: float = _opt(0.5, lo=0.05, hi=0.99)
+    min_confidence: float = _opt(0.65, lo=0.05, hi=0.99)
     min_face_px: int = _opt(16, lo=4, hi=4096)
     max_faces: int = _opt(32, lo=1, hi=256)
 
@@ -50,8 +50,8 @@ class EngineConfig:
 @dataclass
 class RoutingConfig:
     #: Thresholds in nats (natural-log entropy). Set by ``uar-stream calibrate``.
-    tau_epistemic: float = _opt(0.05, lo=0.0, hi=10.0)
-    tau_aleatoric: float = _opt(0.9, lo=0.0, hi=10.0)
+    tau_epistemic: float = _opt(0.1178, lo=0.0, hi=10.0)
+    tau_aleatoric: float = _opt(0.9455, lo=0.0, hi=10.0)
 
 
 @dataclass
@@ -81,6 +81,39 @@ class OutputConfig:
 
 
 @dataclass
+class SourceConfig:
+    #: What to do when frames arrive faster than they are analysed. auto: files -> wait
+    #: (every frame, back-pressure), live -> newest_only; drop_oldest keeps buffer_size frames.
+    buffer_policy: str = _opt("auto", choices=("auto", "wait", "drop_oldest", "newest_only"))
+    buffer_size: int = _opt(4, lo=1, hi=1024)
+    #: Detect + align faces on a capture-side thread so it overlaps inference on the last frame.
+    pipelined: bool = True
+    batch_frames: int = _opt(4, lo=1, hi=64)  # files: classify up to this many ready frames at once
+    reconnect_attempts: int = _opt(5, lo=0, hi=1000000)  # live sources; 0 = give up at once
+    backoff_initial_s: float = _opt(0.5, lo=0.0, hi=600.0)
+    backoff_max_s: float = _opt(8.0, lo=0.0, hi=3600.0)
+    open_timeout_s: float = _opt(5.0, lo=0.1, hi=600.0)  # FFmpeg open (streams)
+    read_timeout_s: float = _opt(3.0, lo=0.1, hi=600.0)  # FFmpeg read: a dead stream is lost after this
+    rtsp_transport: str = _opt("tcp", choices=("tcp", "udp", "auto"))
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    #: Per-track smoothing of probabilities and both uncertainties: ema, window (mean of the
+    #: last `window` frames) or off.
+    smoothing: str = _opt("ema", choices=("ema", "window", "off"))
+    alpha: float = _opt(0.4, lo=0.01, hi=1.0)  # ema weight of the newest frame
+    window: int = _opt(5, lo=1, hi=300)
+    hysteresis_frames: int = _opt(3, lo=1, hi=300)  # route/label change after k agreeing frames
+    max_age: int = _opt(15, lo=1, hi=10000)  # frames a lost track is kept before it ends
+    min_iou: float = _opt(0.2, lo=0.0, hi=1.0)  # least IoU (with the predicted box) to keep an id
+    #: A frame this different from the last (mean abs difference of contrast-normalised
+    #: 64x36 thumbnails) is a scene cut: every track ends there. 0 = never.
+    scene_cut: float = _opt(0.6, lo=0.0, hi=10.0)
+
+
+@dataclass
 class AnalyzerConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -89,6 +122,8 @@ class AnalyzerConfig:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

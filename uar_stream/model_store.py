@@ -104,6 +104,36 @@ def _load_member(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, tor
     return state
 
 
+def load_member_states(model_dir: Path, man: Manifest, expected: dict[str, torch.Tensor],
+                       verify_hashes: bool = True) -> list[dict[str, torch.Tensor]]:
+    """Every member file of ``man``, hash-checked and checked against ``expected`` (name ->
+    tensor of the right shape; meta tensors will do), as fp32 state dicts."""
+    states = []
+    for name in man.files:
+        path = model_dir / name
+        if verify_hashes and name in man.sha256 and path.is_file():
+            if file_sha256(path) != man.sha256[name]:
+                raise ModelError(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
+        states.append(_load_member(path, expected))
+    return states
+
+
+def load_ensemble(model_dir: str | Path, verify_hashes: bool = True) -> tuple[torch.nn.Module, Manifest]:
+    """Load any model directory into one module: forward(x (B, 1, H, W)) -> logits (B, M, C),
+    eval mode, temperature not applied. Dispatches on ``manifest.backbone``: ``cnn`` -> the
+    fused grouped-conv CNN (:func:`load_fused`), ``dinov2`` -> M DINOv2 ViTs (needs the
+    ``dinov2`` extra)."""
+    model_dir = Path(model_dir)
+    man = read_manifest(model_dir)
+    if man.backbone == "cnn":
+        return load_fused(model_dir, verify_hashes)
+    if man.backbone == "dinov2":
+        from .backbones.dinov2 import load_dinov2_ensemble
+
+        return load_dinov2_ensemble(model_dir, man, verify_hashes), man
+    raise ModelError(f"{model_dir / MANIFEST}: backbone {man.backbone!r} is not known; allowed: cnn, dinov2")
+
+
 def load_fused(model_dir: str | Path, verify_hashes: bool = True) -> tuple[FusedCnn, Manifest]:
     """Load a model directory into one fused module (eval mode, temperature not applied)."""
     model_dir = Path(model_dir)
@@ -117,13 +147,7 @@ def load_fused(model_dir: str | Path, verify_hashes: bool = True) -> tuple[Fused
         raise ModelError(f"{model_dir / MANIFEST}: bad 'arch' ({e})") from None
     single = FusedCnn(1, len(man.classes), arch)
     expected = {k: v for k, v in single.state_dict().items() if not k.endswith("num_batches_tracked")}
-    states = []
-    for name in man.files:
-        path = model_dir / name
-        if verify_hashes and name in man.sha256 and path.is_file():
-            if file_sha256(path) != man.sha256[name]:
-                raise ModelError(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
-        states.append(_load_member(path, expected))
+    states = load_member_states(model_dir, man, expected, verify_hashes)
     net = FusedCnn(man.members, len(man.classes), arch)
     net.load_state_dict(join_members(states), strict=False)
     net.eval()
@@ -131,7 +155,19 @@ def load_fused(model_dir: str | Path, verify_hashes: bool = True) -> tuple[Fused
 
 
 def model_id(model_dir: str | Path) -> str:
-    """Short content hash of a model directory's manifest + weights (names built engines)."""
+    """Short content hash of a model directory's manifest + weights (names built engines).
+
+    The weight files are hashed as they are on disk, and checked against the manifest, so
+    a changed or corrupt file can never reuse an engine built from the old weights."""
+    model_dir = Path(model_dir)
     man = read_manifest(model_dir)
     h = hashlib.sha256(man.to_json().encode())
+    for name in man.files:
+        path = model_dir / name
+        if not path.is_file():
+            raise ModelError(f"weights file not found: {path}")
+        digest = file_sha256(path)
+        if name in man.sha256 and digest != man.sha256[name]:
+            raise ModelError(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
+        h.update(digest.encode())
     return h.hexdigest()[:12]

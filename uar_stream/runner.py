@@ -1,14 +1,16 @@
-"""The run loop behind ``uar-stream run``: source -> analyzer -> overlay video + events."""
+"""The run loop behind ``uar-stream run``: a managed stream (``Analyzer.stream``) -> overlay\nvideo + events JSONL + optional window."""
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .analyzer import Analyzer
@@ -16,7 +18,9 @@ from .events import EventLog
 from .results import FaceResult
 from .routing import Route
 from .sinks import VideoSink
-from .sources import open_source, redact
+from .sources import redact
+
+logger = logging.getLogger("uar_stream")
 
 
 @dataclass
@@ -66,22 +70,28 @@ class FaceEventPolicy:
             chosen = list(range(len(faces)))
         elif self.mode == "every_n":
             chosen = list(range(len(faces))) if frame_index % self.every_n == 0 else []
-        else:  # on_change: a face whose route or label differs from the face at its place before
-            chosen = []
+        else:  # on_change: route or label differs from the same face before (its track, or
+            chosen = []  # without tracking the face at its place)
+            by_id = {p.track_id: p for p in self._prev if p.track_id is not None}
             for i, f in enumerate(faces):
-                best = max(self._prev, key=lambda p: _iou(p.box, f.box), default=None)
-                if (best is None or _iou(best.box, f.box) < 0.3 or best.route != f.route
-                        or best.label != f.label):
+                if f.track_id is not None:
+                    best = by_id.get(f.track_id)
+                else:
+                    best = max(self._prev, key=lambda p: _iou(p.box, f.box), default=None)
+                    best = best if best is not None and _iou(best.box, f.box) >= 0.3 else None
+                if best is None or best.route != f.route or best.label != f.label:
                     chosen.append(i)
         self._prev = faces
         return chosen
 
 
 class _StopFlag:
-    """Ctrl-C / SIGTERM set a flag; the loop finishes the frame and finalises outputs."""
+    """Ctrl-C / SIGTERM set a flag (and call ``on_stop``); the loop finishes the frame and
+    finalises outputs. A second Ctrl-C gives up at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stop=None) -> None:
         self.stop = False
+        self._on_stop = on_stop
         self._old: dict = {}
 
     def __enter__(self) -> "_StopFlag":
@@ -91,53 +101,73 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, _frame) -> None:
-        if self.stop:  # second Ctrl-C: give up at once
+        if self.stop:
             raise KeyboardInterrupt
         self.stop = True
+        if self._on_stop is not None:
+            self._on_stop()
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
 
+class _Fps:
+    """Frames per second shown in the overlay: an EMA of the inverse frame interval."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+        self._last = time.perf_counter()
+
+    def tick(self) -> float | None:
+        now = time.perf_counter()
+        dt, self._last = now - self._last, now
+        if dt > 0:
+            self.value = 1 / dt if self.value is None else 0.9 * self.value + 0.1 / dt
+        return self.value
+
+
 def run(analyzer: Analyzer, source: str, output: str | Path | None = None,
         events: str | Path | None = None, progress: bool = True, show: bool = False,
-        max_frames: int = 0) -> RunSummary:
+        max_frames: int = 0, pipelined: bool | None = None,
+        tracking: bool | None = None) -> RunSummary:
     """Analyse a whole source. Outputs are finalised however the run ends (end of input,
-    Ctrl-C, SIGTERM, an error): the video is closed and the last event is ``run_ended``."""
+    Ctrl-C, SIGTERM, a stream that cannot be restored, an error): the video is closed and
+    the last event is ``run_ended``. Errors are raised after that."""
     from tqdm import tqdm
 
     cfg = analyzer.config
-    src = open_source(source)
-    log = EventLog(events)
-    sink = VideoSink(output, src.fps, cfg.output.codec) if output else None
+    stream = analyzer.stream(source, pipelined=pipelined, tracking=tracking)
+    try:
+        log = EventLog(events)
+        sink = VideoSink(output, stream.fps, cfg.output.codec) if output else None
+    except BaseException:
+        stream.close()
+        raise
     summary = RunSummary(source=redact(source))
     policy = FaceEventPolicy(cfg.events.faces, cfg.events.every_n)
-    log.emit("run_started", source=redact(source), live=src.is_live, width=src.size[0],
-             height=src.size[1], fps=round(src.fps, 3), frame_count=src.frame_count,
+    log.emit("run_started", source=redact(source), live=stream.is_live, width=stream.size[0],
+             height=stream.size[1], fps=round(stream.fps, 3), frame_count=stream.frame_count,
+             buffer_policy=stream.policy, pipelined=stream.pipelined,
+             tracking=stream.tracker is not None,
              config_hash=cfg.digest(), model_id=analyzer.model_id,
              model=str(analyzer.model_dir), backend=analyzer.engine.name,
              thresholds={"tau_epistemic": cfg.routing.tau_epistemic,
                          "tau_aleatoric": cfg.routing.tau_aleatoric})
-    bar = tqdm(total=src.frame_count or None, unit="frame", disable=not progress,
+    bar = tqdm(total=stream.frame_count or None, unit="frame", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
-    latencies: list[float] = []
+    if show:
+        show = _display_available()
+    fps = _Fps()
+    out_size: tuple[int, int] | None = None
     t0 = time.perf_counter()
-    fps_ema: float | None = None
-    last = t0
     error: BaseException | None = None
+    flag = _StopFlag(on_stop=stream.stop)
     try:
-        with _StopFlag() as flag:
-            while not flag.stop:
-                frame = src.read()
-                if frame is None:
-                    break
-                results = analyzer.analyze(frame.image)
-                now = time.perf_counter()
-                latencies.append((now - frame.captured_at) * 1000)
-                dt = now - last
-                last = now
-                fps_ema = (1 / dt if fps_ema is None else 0.9 * fps_ema + 0.1 / max(dt, 1e-6)) if dt > 0 else fps_ema
+        with flag:
+            for res in stream:
+                _log_events(log, res.events)
+                frame, results = res.frame, res.faces
                 summary.frames += 1
                 summary.faces += len(results)
                 for r in results:
@@ -147,45 +177,77 @@ def run(analyzer: Analyzer, source: str, output: str | Path | None = None,
                 for i in policy.select(frame.index, results):
                     log.emit("face", frame=frame.index, t=round(frame.timestamp_s, 3), face=i,
                              **results[i].to_dict(probs=cfg.events.probs))
+                shown = fps.tick()
                 if sink is not None or show:
-                    drawn = analyzer.draw(frame.image, results, fps_ema)
+                    drawn = analyzer.draw(frame.image, results, shown)
                     if sink is not None:
+                        # A restored stream may come back at another size: the video keeps its own.
+                        out_size = out_size or (drawn.shape[1], drawn.shape[0])
+                        if (drawn.shape[1], drawn.shape[0]) != out_size:
+                            drawn = cv2.resize(drawn, out_size, interpolation=cv2.INTER_AREA)
                         sink.write(drawn)
                     if show:
                         show = _show(drawn)
                 bar.update(1)
                 if max_frames and summary.frames >= max_frames:
                     break
-            summary.interrupted = flag.stop
+        summary.interrupted = flag.stop
     except KeyboardInterrupt:
         summary.interrupted = True
     except BaseException as e:  # finalise outputs, then let the CLI report it
         error = e
     finally:
         bar.close()
+        stream.close()
         summary.seconds = time.perf_counter() - t0
-        if latencies:
-            summary.latency_ms_p50 = round(float(np.percentile(latencies, 50)), 2)
-            summary.latency_ms_p95 = round(float(np.percentile(latencies, 95)), 2)
-        src.close()
+        summary.dropped_frames = stream.dropped
+        lat = stream.latencies_ms
+        if lat:
+            summary.latency_ms_p50 = round(float(np.percentile(lat, 50)), 2)
+            summary.latency_ms_p95 = round(float(np.percentile(lat, 95)), 2)
         try:
+            _log_events(log, stream.drain_events())
             if sink is not None:
                 sink.close()
         finally:
             extra = {"error": str(error)} if error is not None else {}
-            log.emit("run_ended", **summary.to_dict(), **extra)
+            log.emit("run_ended", **summary.to_dict(), reconnects=stream.reader.reconnects,
+                     tracks=stream.tracker.total_tracks if stream.tracker else None, **extra)
             log.close()
+            if show:
+                _close_window()
     if error is not None:
         raise error
     return summary
 
 
-def _show(frame: np.ndarray) -> bool:
-    """Show a frame in a window; False (stop showing) when there is no display or 'q'."""
-    import cv2
+def _log_events(log: EventLog, events: list[dict]) -> None:
+    for ev in events:
+        ev = dict(ev)
+        log.emit(ev.pop("event"), **ev)
 
+
+def _display_available() -> bool:
+    """--show needs a display and a GUI-enabled OpenCV; warn once and go on without."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        logger.warning("--show: no display (DISPLAY is not set); running without a window")
+        return False
+    return True
+
+
+def _show(frame: np.ndarray) -> bool:
+    """Show a frame in a window; False (stop showing) when the window cannot open or 'q'."""
     try:
         cv2.imshow("uar-stream", frame)
         return (cv2.waitKey(1) & 0xFF) != ord("q")
-    except cv2.error:
+    except cv2.error as e:
+        logger.warning("--show: cannot open a window (%s); running without one",
+                    str(e).strip().splitlines()[-1][:120])
         return False
+
+
+def _close_window() -> None:
+    try:
+        cv2.destroyAllWindows()
+    except cv2.error:
+        pass

@@ -1,29 +1,33 @@
-"""Engines: the fused ensemble behind one ``infer(batch)`` interface, on several backends."""
+"""Engines: the fused ensemble behind one ``infer(batch)`` interface, on several backends.
+
+graph.py     the uncertainty graph every backend runs (members -> probabilities -> entropies)
+export.py    that graph as one ONNX file per model and precision (cached beside the model)
+onnxruntime_backend.py / torch_backend.py (+ cuda_graphs.py) / tensorrt_backend.py
+factory.py   create_engine: backend 'auto' picks tensorrt > torch-cuda > onnxruntime > torch-cpu
+bench.py     faces/s and latency per backend and batch, fused vs looped members
+"""
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
-from ..model_store import load_fused
 from .base import Engine, EnsembleOutput
-from .graph import UncertaintyGraph
-from .torch_backend import TorchEngine
 
-log = logging.getLogger("uar_stream.engine")
+if TYPE_CHECKING:
+    from .factory import create_engine
+    from .graph import UncertaintyGraph
 
-__all__ = ["Engine", "EnsembleOutput", "create_engine"]
+__all__ = ["Engine", "EnsembleOutput", "UncertaintyGraph", "create_engine"]
 
 
-def create_engine(model_dir: str | Path, backend: str = "auto", device: str = "auto",
-                  precision: str = "fp32", max_batch: int = 64, threads: int = 0) -> Engine:
-    """Build the engine for a model directory. ``backend='auto'`` logs what it chose and why."""
-    fused, man = load_fused(model_dir)
-    graph = UncertaintyGraph(fused, man.temperature)
-    if backend not in ("auto", "torch"):
-        raise ConfigError(f"engine.backend: {backend!r} is not available in this build; allowed: auto, torch")
-    dev = "cpu" if device in ("auto", "cpu") else device
-    eng = TorchEngine(graph, man.members, len(man.classes), dev, precision, max_batch, threads)
-    if backend == "auto":
-        log.warning("engine: backend auto chose %s", eng.name)
-    return eng
+def __getattr__(name: str):
+    # Lazy: the CLI imports this package to register subcommands, and torch/onnxruntime
+    # should load only when an engine is actually built.
+    if name == "create_engine":
+        from .factory import create_engine
+
+        return create_engine
+    if name == "UncertaintyGraph":
+        from .graph import UncertaintyGraph
+
+        return UncertaintyGraph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,153 @@
+"""`uar-stream evaluate` and `uar-stream calibrate` end to end on real FER+ faces.
+
+The models are small random-weight ensembles built here (the shipped model may not exist in
+CI); these tests check the plumbing and the report's content, not the model's quality.
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from uar_stream.cli import main
+from uar_stream.config import load_config
+from uar_stream.evaluation.evaluate import ambiguous_mask
+from uar_stream.evaluation.predict import Predictor
+from uar_stream.fused_cnn import CnnArch, FusedCnn
+from uar_stream.labels import emotion_rows
+from uar_stream.model_store import MANIFEST, Manifest, file_sha256, write_member
+from uar_stream.routing import Route, Router
+
+SMALL = CnnArch(stem=8, widths=(8, 16, 16), blocks=(1, 1, 1), dropout=0.0)
+
+
+def _model(path, members, seed):
+    torch.manual_seed(seed)
+    path.mkdir(parents=True)
+    files, hashes = [], {}
+    for m in range(members):
+        net = FusedCnn(1, 8, SMALL)
+        for mod in net.modules():  # give BN some non-trivial statistics so members differ more
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_var.uniform_(0.5, 2.0)
+        name = f"member_{m:02d}.safetensors"
+        write_member(path / name, {k: v for k, v in net.state_dict().items()
+                                   if not k.endswith("num_batches_tracked")}, fp16=False)
+        files.append(name)
+        hashes[name] = file_sha256(path / name)
+    man = Manifest(members=members, files=files, arch=SMALL.to_dict(), sha256=hashes,
+                   temperature=0.5)
+    (path / MANIFEST).write_text(man.to_json())
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return _model(root / "ens", 3, 0), _model(root / "ldl", 1, 7)
+
+
+REPORT_KEYS = {"n", "accuracy", "ece", "spearman_aleatoric_disagreement", "auroc_epistemic",
+               "auroc_epistemic_mean", "cross_sensitivity", "retention", "ldl", "model",
+               "data_sha256", "date", "resampling_control", "timings_s"}
+PNGS = ("aleatoric_vs_disagreement.png", "auroc_heatmaps.png", "retention.png", "reliability.png")
+
+
+def test_evaluate_limit_writes_full_report_and_reruns_from_cache(ferplus, models, tmp_path, capsys):
+    ens, ldl = models
+    out = tmp_path / "run" / "report"
+    args = ["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(out),
+            "--model", str(ens), "--ldl", str(ldl), "--limit", "60", "--workers", "1",
+            "--corruptions", "gaussian_noise,fog", "--bootstrap", "100", "--no-progress"]
+    assert main(args) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert REPORT_KEYS <= set(r)
+    assert r["n"] == 60 and r["data_sha256"] == r["data"]["sha256"] and len(r["data_sha256"]) == 64
+    for key in ("value", "ci_low", "ci_high"):
+        assert -1 <= r["spearman_aleatoric_disagreement"][key] <= 1
+    sev = [str(s) for s in range(1, 6)]
+    assert set(r["auroc_epistemic"]) == {"gaussian_noise", "fog"}
+    assert all(set(v) == set(sev) for v in r["auroc_epistemic"].values())
+    assert set(r["auroc_epistemic_mean"]) == set(sev)
+    cs = r["cross_sensitivity"]
+    assert {"auroc_aleatoric_mean", "auroc_total_mean", "spearman_epistemic_disagreement",
+            "spearman_total_disagreement"} <= set(cs)
+    assert all(0 <= v <= 1 for v in cs["auroc_aleatoric_mean"].values())
+    ret = r["retention"]
+    assert {"ood_rejection_rate", "uar_retained", "single_retained", "ratio", "curve"} <= set(ret)
+    # raising the OOD rejection rate can only lower what each router keeps
+    for router in ("uar", "total_entropy", "max_softmax"):
+        kept = [row[router] for row in ret["curve"]]
+        assert all(b <= a + 1e-9 for a, b in zip(kept, kept[1:])), router
+    # the LDL model has one member: no epistemic part, its entropy is its only uncertainty
+    assert {"spearman_entropy_disagreement", "auroc_entropy_mean"} <= set(r["ldl"])
+    for png in PNGS:
+        assert (out / png).stat().st_size > 5000
+    md = (out / "report.md").read_text()
+    assert "## Reading" in md and "auroc_heatmaps.png" in md
+    assert "Spearman" in capsys.readouterr().out
+
+    # Rerun: everything comes from the cache (next to OUT) and gives the same figures.
+    assert main(args) == 0
+    r2 = json.loads((out / "report.json").read_text())
+    assert r2["timings_s"]["sets_from_prediction_cache"] == r2["timings_s"]["sets_total"] == 11
+    for k in ("spearman_aleatoric_disagreement", "auroc_epistemic", "retention", "ldl"):
+        assert r2[k] == r[k]
+    assert (tmp_path / "run" / "corruption_cache").is_dir()
+
+
+def test_evaluate_rejects_unknown_corruption_in_one_line(ferplus, models, tmp_path, capsys):
+    code = main(["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(tmp_path),
+                 "--model", str(models[0]), "--corruptions", "rain"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "rain" in err and "gaussian_noise" in err
+
+
+@pytest.fixture(scope="module")
+def small_data(ferplus, tmp_path_factory):
+    with np.load(ferplus / "publictest.npz") as d:
+        images, votes = d["images"][:400], d["votes"][:400]
+    path = tmp_path_factory.mktemp("data") / "faces.npz"
+    np.savez(path, images=images, votes=votes)
+    return path, images, votes
+
+
+def test_calibrate_thresholds_reproduce_targets_on_the_fitted_data(small_data, models, tmp_path, capsys):
+    path, images, votes = small_data
+    out = tmp_path / "calibrated.yaml"
+    assert main(["calibrate", "--data", str(path), "--out", str(out), "--model", str(models[0]),
+                 "--id-reject", "0.1", "--ambiguous-rate", "0.2"]) == 0
+    assert "tau_epistemic" in capsys.readouterr().out
+    doc = yaml.safe_load(out.read_text())
+    cal = doc["calibration"]
+    assert cal["targets"] == {"id_false_reject": 0.1, "ambiguous_rate": 0.2}
+    assert set(doc) - {"calibration"} == set(load_config().to_dict())  # a full config
+    cfg = load_config(out)  # loads: the calibration section is ignored
+    keep = emotion_rows(votes)
+    assert cal["faces_used"] == keep.sum()
+    s = Predictor(models[0], None).predict(images[keep])
+    routes = Router(cfg.routing.tau_epistemic, cfg.routing.tau_aleatoric).route_batch(s.aleatoric, s.epistemic)
+    n = len(routes)
+    ood = sum(r is Route.OUT_OF_DISTRIBUTION for r in routes) / n
+    amb = sum(r is Route.AMBIGUOUS for r in routes) / n
+    # rounding tau to 6 decimals in the YAML may move a face or two across the threshold
+    assert abs(ood - 0.1) <= 2 / n and abs(amb - 0.2) <= 2 / n
+    assert abs(cal["achieved"]["id_false_reject"] - ood) <= 2 / n
+    assert cal["data_sha256"] and cal["model_id"]
+    assert 0 <= cal["achieved"]["ambiguous_precision"] <= 1
+    assert cal["achieved"]["disagreed_share"] == pytest.approx(ambiguous_mask(votes[keep]).mean(), abs=1e-4)
+
+
+def test_calibrate_on_own_faces_without_votes(small_data, models, tmp_path, capsys):
+    _, images, _ = small_data
+    own = tmp_path / "own.npz"
+    np.savez(own, images=images[:200])
+    out = tmp_path / "own.yaml"
+    assert main(["calibrate", "--data", str(own), "--out", str(out), "--model", str(models[0]),
+                 "--ambiguous-rate", "0.1"]) == 0
+    assert load_config(out).routing.tau_epistemic >= 0
+    code = main(["calibrate", "--data", str(own), "--out", str(out), "--model", str(models[0]),
+                 "--ambiguous-precision", "0.5"])
+    assert code == 2 and "votes" in capsys.readouterr().err

@@ -1,0 +1,152 @@
+"""``uar-stream calibrate``: routing thresholds fitted to target rates on in-distribution faces.
+
+tau_epistemic: the (1 - id_reject) quantile of epistemic uncertainty on clean faces, so that
+  ``epistemic > tau_epistemic`` rejects ``id_reject`` of them as out-of-distribution.
+tau_aleatoric: among faces that pass the epistemic gate (the router checks it first), either
+  - flag a stated share of all faces as ambiguous (``ambiguous_rate``), or
+  - flag as many faces as possible while at least ``ambiguous_precision`` of the flagged ones
+    are faces the annotators disagreed on (top label < 50% of the votes).
+Without either target, the rate defaults to the share of disagreed-on faces in the data.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .. import __version__
+from ..config import AnalyzerConfig, load_config
+from ..errors import ConfigError, DataError, SinkError
+from ..labels import emotion_rows
+from ..training.data import FaceSet, load_npz
+from .evaluate import ambiguous_mask
+from .predict import Predictor
+from .retention import threshold_for_rate
+
+
+@dataclass
+class Thresholds:
+    tau_epistemic: float
+    tau_aleatoric: float
+    targets: dict
+    achieved: dict
+
+
+def tau_for_precision(scores: np.ndarray, positive: np.ndarray, precision: float,
+                      min_flagged: int = 10) -> tuple[float, float, int]:
+    """Lowest threshold t (most faces flagged by ``score > t``) whose flagged faces are at least
+    ``precision`` positive; at least ``min_flagged`` faces flagged. Returns (t, precision, k).
+    Raises ValueError with the best precision reachable when none qualifies."""
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    s, pos = np.asarray(scores, np.float64)[order], np.asarray(positive, bool)[order]
+    k = np.arange(1, len(s) + 1)
+    prec = np.cumsum(pos) / k
+    # A cut after the k-th face is only realisable when the next score is strictly lower.
+    cut_ok = np.r_[s[:-1] > s[1:], True]
+    ok = cut_ok & (prec >= precision) & (k >= min(min_flagged, len(s)))
+    if not ok.any():
+        best = float(prec[cut_ok & (k >= min(min_flagged, len(s)))].max())
+        raise ValueError(f"best reachable precision is {best:.3f}")
+    i = int(np.flatnonzero(ok)[-1])
+    t = float(s[i + 1]) if i + 1 < len(s) else float(np.nextafter(s[-1], -np.inf))
+    return t, float(prec[i]), i + 1
+
+
+def fit(epistemic: np.ndarray, aleatoric: np.ndarray, disagreed: np.ndarray | None,
+        id_reject: float, ambiguous_rate: float | None = None,
+        ambiguous_precision: float | None = None) -> Thresholds:
+    """Thresholds from per-face uncertainties (N,) of clean in-distribution faces.
+    ``disagreed`` (N,) bool marks faces the annotators disagreed on (None: no votes)."""
+    n = len(epistemic)
+    tau_e = threshold_for_rate(epistemic, id_reject)
+    passed = epistemic <= tau_e
+    targets: dict = {"id_false_reject": id_reject}
+    if ambiguous_precision is not None:
+        if disagreed is None:
+            raise DataError("--ambiguous-precision needs annotator votes in the data ('votes')")
+        targets["ambiguous_precision"] = ambiguous_precision
+        try:
+            tau_a, _, _ = tau_for_precision(aleatoric[passed], disagreed[passed], ambiguous_precision)
+        except ValueError as e:
+            raise ConfigError(f"--ambiguous-precision {ambiguous_precision}: not reachable on this "
+                              f"data ({e})") from None
+    else:
+        if ambiguous_rate is None:
+            if disagreed is None:
+                raise DataError("no --ambiguous-rate given and the data has no votes to derive it from")
+            ambiguous_rate = float(disagreed.mean())
+            targets["ambiguous_rate_from"] = "share of faces whose top label has < 50% of the votes"
+        targets["ambiguous_rate"] = ambiguous_rate
+        share = min(1.0, ambiguous_rate * n / max(int(passed.sum()), 1))
+        tau_a = threshold_for_rate(aleatoric[passed], share)
+    flagged = passed & (aleatoric > tau_a)
+    achieved = {"n": n, "id_false_reject": float((~passed).mean()),
+                "ambiguous_rate": float(flagged.mean())}
+    if disagreed is not None:
+        achieved["ambiguous_precision"] = float(disagreed[flagged].mean()) if flagged.any() else None
+        achieved["ambiguous_recall"] = (float(flagged[disagreed].mean()) if disagreed.any() else None)
+        achieved["disagreed_share"] = float(disagreed.mean())
+    return Thresholds(float(tau_e), float(tau_a), targets, achieved)
+
+
+def load_faces(path: Path) -> tuple[FaceSet, np.ndarray | None, dict]:
+    """FER+-layout faces (unknown/NF-majority rows dropped), or an .npz with only ``images``
+    (the user's own aligned crops: no votes, so no precision target)."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            has_votes = "votes" in d.files
+            images = d["images"] if not has_votes and "images" in d.files else None
+    except (OSError, ValueError):
+        has_votes = True  # let load_npz report the problem
+    if not has_votes and images is not None:
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise DataError(f"{path}: 'images' must be uint8 [N,S,S], got {images.dtype} {images.shape}")
+        faces = FaceSet(images, np.zeros((len(images), 10), np.uint8),
+                        hashlib.sha256(images.tobytes()).hexdigest())
+        return faces, None, {"rows": len(images), "votes": False}
+    faces = load_npz(path)
+    keep = emotion_rows(faces.votes)
+    kept = faces.subset(np.flatnonzero(keep))
+    return kept, ambiguous_mask(kept.votes), {"rows": len(faces), "votes": True,
+                                              "dropped_unknown_or_nf": int((~keep).sum())}
+
+
+def calibrate(data: Path, out: Path, model: Path, config: str | None, id_reject: float,
+              ambiguous_rate: float | None, ambiguous_precision: float | None,
+              cache: Path | None = None) -> tuple[AnalyzerConfig, Thresholds, dict]:
+    for name, v in (("--id-reject", id_reject), ("--ambiguous-rate", ambiguous_rate),
+                    ("--ambiguous-precision", ambiguous_precision)):
+        if v is not None and not 0.0 < v < 1.0:
+            raise ConfigError(f"{name}: {v} is out of range; allowed: between 0 and 1")
+    faces, disagreed, info = load_faces(data)
+    if len(faces) < 20:
+        raise DataError(f"{data}: only {len(faces)} usable faces; calibration needs at least 20")
+    pred = Predictor(model, cache)
+    scores = pred.predict(faces.images)
+    th = fit(scores.epistemic.astype(np.float64), scores.aleatoric.astype(np.float64), disagreed,
+             id_reject, ambiguous_rate, ambiguous_precision)
+    cfg = load_config(config, {"routing.tau_epistemic": round(th.tau_epistemic, 6),
+                               "routing.tau_aleatoric": round(th.tau_aleatoric, 6),
+                               "model.path": str(model)})
+    section = {
+        "data": str(data), "data_sha256": faces.sha256, "data_rows": info["rows"],
+        "faces_used": len(faces), "model": str(model), "model_id": pred.fingerprint[:16],
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "uar_stream_version": __version__,
+        "targets": th.targets,
+        "achieved": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in th.achieved.items()},
+    }
+    doc = cfg.to_dict()
+    doc["calibration"] = section
+    header = ("# Written by `uar-stream calibrate`: a full uar-stream config whose routing thresholds\n"
+              "# were fitted on the data named in `calibration` (ignored when the config is loaded).\n")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    except OSError as e:
+        raise SinkError(f"cannot write {out}: {e.strerror}") from None
+    return cfg, th, section

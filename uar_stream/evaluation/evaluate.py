@@ -1,0 +1,253 @@
+"""``uar-stream evaluate``: dual validation of the two uncertainties on a FER+-layout .npz.
+
+1. Aleatoric vs annotator disagreement (Spearman with a bootstrap CI) on clean faces.
+2. Epistemic: AUROC of clean vs corrupted faces, 15 ImageNet-C types x 5 severities.
+3. Cross-sensitivity: the same AUROC for aleatoric/total, the same Spearman for epistemic/total.
+4. Retention of ambiguous in-distribution faces at matched OOD rejection (UAR vs one score).
+5. Optional LDL baseline (one model; its only uncertainty is its predictive entropy).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import __version__
+from ..labels import emotion_rows, majority_label, vote_entropy
+from ..training.data import load_npz
+from . import metrics
+from .corruptions import CORRUPTIONS, SEVERITIES
+from .predict import Predictor, Scores
+from .retention import retention_curve
+from .sets import RESAMPLE, generate, set_key
+
+log = logging.getLogger("uar_stream.evaluation")
+
+#: Target OOD rejection rates of the retention curve; MATCHED_RATE is the headline point.
+RATES = np.round(np.arange(0.05, 0.96, 0.05), 2)
+MATCHED_RATE = 0.5
+#: A face is "ambiguous" when its top annotator label has fewer than this share of the votes.
+AMBIGUOUS_TOP_SHARE = 0.5
+ROUTERS = {"uar": "epistemic", "total_entropy": "total", "max_softmax": "max_softmax"}
+
+
+@dataclass
+class EvalOptions:
+    data: Path
+    out: Path
+    model: Path
+    ldl: Path | None = None
+    limit: int = 0
+    cache: Path | None = None
+    corruptions: tuple[str, ...] = CORRUPTIONS
+    severities: tuple[int, ...] = SEVERITIES
+    workers: int = 0
+    seed: int = 0
+    bootstrap: int = 1000
+    progress: bool = True
+    timings: dict = field(default_factory=dict)
+
+
+def ambiguous_mask(votes: np.ndarray) -> np.ndarray:
+    """Faces whose top annotator label holds < 50% of all the votes cast (N,)."""
+    v = np.asarray(votes, np.float64)
+    return v[:, :8].max(1) < AMBIGUOUS_TOP_SHARE * v.sum(1)
+
+
+def _r(x: float | None, nd: int = 4):
+    return None if x is None or not np.isfinite(x) else round(float(x), nd)
+
+
+def _rci(d: dict) -> dict:
+    return {k: _r(v) for k, v in d.items()}
+
+
+def load_faces(opts: EvalOptions):
+    faces = load_npz(opts.data)
+    keep = emotion_rows(faces.votes)
+    kept = faces.subset(np.flatnonzero(keep))
+    if opts.limit:
+        kept = kept.subset(np.arange(min(opts.limit, len(kept))))
+    info = {"path": str(opts.data), "sha256": faces.sha256, "rows": len(faces),
+            "dropped_unknown_or_nf": int((~keep).sum()), "limit": opts.limit or None}
+    return kept, info
+
+
+def collect_scores(opts: EvalOptions, images: np.ndarray, predictors: dict[str, Predictor]):
+    """Scores of every model on the clean faces and on every corrupted set.
+    Returns ({model: Scores}, {model: {(name, severity): Scores}})."""
+    key = set_key(images, opts.seed)
+    sids = [(c, s) for c in opts.corruptions for s in opts.severities] + [(RESAMPLE, 0)]
+    clean, corrupted = {}, {m: {} for m in predictors}
+    t = time.perf_counter()
+    for m, p in predictors.items():
+        clean[m] = p.cached(key, "clean") or p.predict(images, key, "clean")
+    need = []
+    for sid in sids:
+        for m, p in predictors.items():
+            got = p.cached(key, f"{sid[0]}_s{sid[1]}")
+            if got is not None:
+                corrupted[m][sid] = got
+        if any(sid not in corrupted[m] for m in predictors):
+            need.append(sid)
+    t_clean = time.perf_counter() - t
+    t_infer, t_gen0 = 0.0, time.perf_counter()
+    n_cached_sets = n_done = 0
+    bar = tqdm(total=len(sids), initial=len(sids) - len(need), desc="corrupted sets",
+               unit="set", disable=not opts.progress, leave=False)
+    for sid, imgs, from_cache in generate(images, need, opts.cache, opts.seed, opts.workers):
+        n_cached_sets += from_cache
+        t = time.perf_counter()
+        for m, p in predictors.items():
+            if sid not in corrupted[m]:
+                corrupted[m][sid] = p.predict(imgs, key, f"{sid[0]}_s{sid[1]}")
+        t_infer += time.perf_counter() - t
+        bar.set_postfix_str(f"{sid[0]} {sid[1]}")
+        bar.update(1)
+        n_done += 1
+        if not opts.progress:  # no bar (not a terminal): one log line per set instead
+            log.info("corrupted set %d/%d done: %s severity %d (%s, %.0f s elapsed)",
+                     len(sids) - len(need) + n_done, len(sids), sid[0], sid[1],
+                     "cached images" if from_cache else "built",
+                     time.perf_counter() - t_gen0)
+    bar.close()
+    opts.timings.update({
+        "clean_inference_s": round(t_clean, 1),
+        "corrupted_inference_s": round(t_infer, 1),
+        # Wall time spent waiting for corrupted sets (workers run while this process infers).
+        "corruption_wait_s": round(time.perf_counter() - t_gen0 - t_infer, 1),
+        "sets_total": len(sids), "sets_from_prediction_cache": len(sids) - len(need),
+        "sets_from_image_cache": n_cached_sets, "sets_built": len(need) - n_cached_sets,
+    })
+    return clean, corrupted
+
+
+def auroc_tables(opts: EvalOptions, clean: Scores, corrupted: dict, field_name: str):
+    """{corruption: {"1".."5": AUROC}} and the per-severity mean over corruptions."""
+    table = {c: {str(s): _r(metrics.auroc(clean.score(field_name), corrupted[(c, s)].score(field_name)))
+                 for s in opts.severities} for c in opts.corruptions}
+    mean = {str(s): _r(np.mean([table[c][str(s)] for c in opts.corruptions])) for s in opts.severities}
+    return table, mean
+
+
+def retention(opts: EvalOptions, clean: Scores, corrupted: dict, amb: np.ndarray,
+              routers: dict[str, str]) -> dict:
+    sev = max(opts.severities)
+    ood = {r: np.concatenate([corrupted[(c, sev)].score(f) for c in opts.corruptions])
+           for r, f in routers.items()}
+    ident = {r: clean.score(f)[amb] for r, f in routers.items()}
+    rates = np.unique(np.r_[RATES, MATCHED_RATE])
+    curve = retention_curve(ood, ident, rates)
+    at = next(row for row in curve if abs(row["rate"] - MATCHED_RATE) < 1e-9)
+    return {"curve": curve, "at": at, "ood_severity": sev,
+            "n_ood": int(len(next(iter(ood.values())))), "n_ambiguous": int(amb.sum())}
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return _r(a / b, 3) if b > 0 else None
+
+
+def run(opts: EvalOptions) -> tuple[dict, dict]:
+    """Returns (report, per-face arrays of the clean faces for plots: aleatoric, epistemic,
+    total, disagreement (N,), ambiguous (N,) bool)."""
+    t0 = time.perf_counter()
+    faces, data_info = load_faces(opts)
+    images, votes = faces.images, faces.votes
+    labels, disagreement, amb = majority_label(votes), vote_entropy(votes), ambiguous_mask(votes)
+    predictors = {"model": Predictor(opts.model, opts.cache)}
+    if opts.ldl:
+        predictors["ldl"] = Predictor(opts.ldl, opts.cache)
+    clean, corrupted = collect_scores(opts, images, predictors)
+    t_metrics = time.perf_counter()
+
+    c, cor = clean["model"], corrupted["model"]
+    sp = lambda a: _rci(metrics.spearman_ci(a, disagreement, opts.bootstrap, seed=opts.seed))  # noqa: E731
+    auroc_e, mean_e = auroc_tables(opts, c, cor, "epistemic")
+    auroc_a, mean_a = auroc_tables(opts, c, cor, "aleatoric")
+    auroc_t, mean_t = auroc_tables(opts, c, cor, "total")
+    rel = metrics.reliability(c.mean_probs, labels)
+    ret = retention(opts, c, cor, amb, ROUTERS)
+    at = ret.pop("at")
+    man = predictors["model"].manifest
+    report = {
+        "uar_stream_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"path": str(opts.model), "id": predictors["model"].fingerprint[:16],
+                  "members": man.members, "backbone": man.backbone, "temperature": man.temperature,
+                  "engine": getattr(predictors["model"]._engine, "name", "cached predictions")},
+        "data": data_info,
+        "data_sha256": data_info["sha256"],
+        "n": int(len(images)),
+        "n_ambiguous": int(amb.sum()),
+        "accuracy": _r(metrics.accuracy(c.mean_probs, labels)),
+        "ece": _r(metrics.ece(c.mean_probs, labels, 15)),
+        "reliability": {"confidence": [_r(x) for x in rel.confidence],
+                        "accuracy": [_r(x) for x in rel.accuracy], "count": rel.count.tolist()},
+        "spearman_aleatoric_disagreement": sp(c.aleatoric),
+        "auroc_epistemic": auroc_e,
+        "auroc_epistemic_mean": mean_e,
+        "cross_sensitivity": {
+            "auroc_aleatoric_mean": mean_a,
+            "auroc_total_mean": mean_t,
+            "auroc_aleatoric": auroc_a,
+            "auroc_total": auroc_t,
+            "spearman_epistemic_disagreement": sp(c.epistemic),
+            "spearman_total_disagreement": sp(c.total),
+        },
+        "resampling_control": {
+            f"auroc_{f}": _r(metrics.auroc(c.score(f), cor[(RESAMPLE, 0)].score(f)))
+            for f in ("epistemic", "aleatoric", "total")},
+        "retention": {
+            "ood_rejection_rate": MATCHED_RATE,
+            "ood": f"severity-{ret['ood_severity']} corrupted faces, {len(opts.corruptions)} types pooled",
+            "ambiguous_id": f"clean faces whose top annotator label has < {AMBIGUOUS_TOP_SHARE:.0%} of the votes",
+            "n_ood": ret["n_ood"], "n_ambiguous": ret["n_ambiguous"],
+            "uar_retained": _r(at["uar"]["kept"]),
+            "single_retained": _r(at["total_entropy"]["kept"]),
+            "max_softmax_retained": _r(at["max_softmax"]["kept"]),
+            "ratio": _ratio(at["uar"]["kept"], at["total_entropy"]["kept"]),
+            "ratio_max_softmax": _ratio(at["uar"]["kept"], at["max_softmax"]["kept"]),
+            "achieved_ood_rejection": {k: _r(at[k]["ood_rejected"]) for k in ROUTERS},
+            "curve": [{"rate": row["rate"], **{k: _r(row[k]["kept"]) for k in ROUTERS},
+                       "thresholds": {k: _r(row[k]["threshold"], 6) for k in ROUTERS}}
+                      for row in ret["curve"]],
+        },
+        "corruptions": list(opts.corruptions),
+        "severities": list(opts.severities),
+        "seed": opts.seed,
+        "bootstrap_resamples": opts.bootstrap,
+    }
+    if "ldl" in predictors:
+        report["ldl"] = ldl_section(opts, clean["ldl"], corrupted["ldl"], labels, amb, sp,
+                                    predictors["ldl"])
+    opts.timings["metrics_s"] = round(time.perf_counter() - t_metrics, 1)
+    opts.timings["total_s"] = round(time.perf_counter() - t0, 1)
+    report["timings_s"] = dict(opts.timings)
+    arrays = {"aleatoric": c.aleatoric, "epistemic": c.epistemic, "total": c.total,
+              "disagreement": disagreement.astype(np.float32), "ambiguous": amb,
+              "majority_label": labels}
+    return report, arrays
+
+
+def ldl_section(opts, c: Scores, cor: dict, labels, amb, sp, predictor: Predictor) -> dict:
+    """The LDL baseline: its one uncertainty is the predictive entropy (``total``)."""
+    table, mean = auroc_tables(opts, c, cor, "total")
+    ret = retention(opts, c, cor, amb, {"entropy": "total"})
+    at = ret["at"]["entropy"]
+    return {
+        "model": {"path": str(opts.ldl), "id": predictor.fingerprint[:16],
+                  "members": predictor.manifest.members},
+        "accuracy": _r(metrics.accuracy(c.mean_probs, labels)),
+        "ece": _r(metrics.ece(c.mean_probs, labels, 15)),
+        "spearman_entropy_disagreement": sp(c.total),
+        "auroc_entropy": table,
+        "auroc_entropy_mean": mean,
+        # With one score it can only reject like the single-uncertainty router.
+        "retained_at_matched_rate": _r(at["kept"]),
+        "curve": [{"rate": row["rate"], "entropy": _r(row["entropy"]["kept"])} for row in ret["curve"]],
+    }
