@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ..errors import ConfigError
-from ..fused_cnn import CnnArch, FusedCnn
+from ..fused_cnn import CnnArch, FusedCnn, join_members
 from ..model_store import MANIFEST, Manifest, file_sha256, write_member
 from ..preprocess import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, prepare_batch
 from .augment import AugmentConfig, augment
@@ -163,7 +163,6 @@ def train_ensemble(train_path: str | Path, test_path: str | Path | None, out_dir
     (work / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
     states = [_train_member(m, fit, cal, cfg, work) for m in range(cfg.members)]
 
-    from ..fused_cnn import join_members
     net = FusedCnn(cfg.members, 8, cfg.arch)
     net.load_state_dict(join_members([{k: v.float() for k, v in s.items()} for s in states]),
                         strict=False)
