@@ -7,26 +7,11 @@ import torch
 
 from uar_stream.errors import ModelError
 from uar_stream.fused_cnn import CnnArch, FusedCnn, join_members, split_members
-from uar_stream.model_store import MANIFEST, Manifest, file_sha256, load_fused, write_member
+from uar_stream.model_store import MANIFEST, load_fused
+
+from live_support import make_tiny_model as make_model_dir  # the same small architecture as SMALL
 
 SMALL = CnnArch(stem=8, widths=(8, 16, 16), blocks=(1, 1, 1), dropout=0.0)
-
-
-def make_model_dir(path, members=3, arch=SMALL, seed=0):
-    torch.manual_seed(seed)
-    path.mkdir(parents=True, exist_ok=True)
-    files, hashes = [], {}
-    for m in range(members):
-        net = FusedCnn(1, 8, arch)
-        name = f"member_{m:02d}.safetensors"
-        write_member(path / name, {k: v for k, v in net.state_dict().items()
-                                   if not k.endswith("num_batches_tracked")})
-        files.append(name)
-        hashes[name] = file_sha256(path / name)
-    man = Manifest(members=members, files=files, arch=arch.to_dict(), sha256=hashes,
-                   normalization={"mean": 0.5, "std": 0.25})
-    (path / MANIFEST).write_text(man.to_json())
-    return path
 
 
 def test_fused_module_equals_members_run_one_by_one(tmp_path):

@@ -107,7 +107,7 @@ def _print_summary(s, a) -> None:
 
 
 def _cmd_train(a) -> int:
-    from .training.trainer import TrainConfig, train_ensemble
+    from .training.trainer import TrainConfig, print_summary, train_ensemble
 
     if a.backbone != "cnn":
         from .training.dinov2 import train_dinov2_cli
@@ -122,13 +122,7 @@ def _cmd_train(a) -> int:
     else:
         cfg = TrainConfig(members=a.members, epochs=a.epochs, loss=a.loss, seed=a.seed,
                           batch_size=a.batch_size, lr=a.lr)
-    man = train_ensemble(a.data, a.test, a.out, cfg, a.work_dir)
-    if man.metrics:
-        e = man.metrics["ensemble"]
-        print(f"ensemble on {man.metrics['data']['split']}: accuracy {e['accuracy']:.4f}, "
-              f"ECE {e['ece']:.4f}, Spearman(aleatoric, vote entropy) "
-              f"{e['spearman_aleatoric_disagreement']:.4f}")
-    print(f"wrote {a.out}")
+    print_summary(train_ensemble(a.data, a.test, a.out, cfg, a.work_dir), a.out)
     return 0
 
 

@@ -25,12 +25,12 @@ from tqdm import tqdm
 from ..backbones.dinov2 import (VIT_S14, DinoV2Arch, DinoV2Ensemble, DinoV2Member, init_member_from_backbone,
                                 load_backbone_weights, load_member_file_state, member_file_state)
 from ..errors import ConfigError
-from ..model_store import MANIFEST, Manifest, file_sha256, write_member
-from ..preprocess import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, prepare_batch
+from ..model_store import Manifest, file_sha256, write_member
+from ..preprocess import prepare_batch
 from .augment import AugmentConfig, augment
 from .data import FaceSet, calibration_split, load_npz, training_faces
-from .report import evaluate_members, fit_temperature
-from .trainer import LOSSES, _loss
+from .report import fit_temperature
+from .trainer import LOSSES, _loss, print_summary, split_metrics, write_model_dir
 
 log = logging.getLogger("uar_stream.train")
 
@@ -237,33 +237,17 @@ def train_dinov2(train_path: str | Path, test_path: str | Path | None, out_dir: 
     net.to(device)
     temperature = fit_temperature(predict_logits(net, cal.images, device, cfg.bf16), cal.majority)
     log.info("temperature fitted on %d held-out train faces: %.3f", len(cal), temperature)
-    metrics: dict = {}
-    if test is not None:
-        keep = test.subset(np.flatnonzero(test.votes.argmax(1) < 8))
-        if cfg.limit:  # quick mode: a smoke test, not a measurement
-            keep = keep.subset(np.arange(min(len(keep), 512)))
-        metrics = evaluate_members(predict_logits(net, keep.images, device, cfg.bf16), keep.votes, temperature)
-        metrics["data"] = {"split": Path(test_path).name, "n": len(keep)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files, hashes = [], {}
-    for m, s in enumerate(states):
-        name = f"member_{m:02d}.safetensors"
-        write_member(out_dir / name, s, fp16=True)
-        files.append(name)
-        hashes[name] = file_sha256(out_dir / name)
-    man = Manifest(
-        members=cfg.members, files=files, arch=cfg.arch.to_dict(), backbone="dinov2",
-        input_size=INPUT_SIZE, normalization={"mean": PIXEL_MEAN, "std": PIXEL_STD, "scale": 1 / 255},
-        temperature=round(float(temperature), 4), sha256=hashes,
+    metrics = split_metrics(lambda images: predict_logits(net, images, device, cfg.bf16), test,
+                           test_path, temperature, cfg.limit)
+    man = write_model_dir(
+        out_dir, states, backbone="dinov2", arch=cfg.arch.to_dict(), temperature=temperature,
+        metrics=metrics,
         # The weights' file name and hash, not the user's local path.
         training={**cfg_json, "weights": None, "pretrained": weights_info,
                   "data": {"train_sha256": raw.sha256, "test_sha256": test.sha256 if test else None,
                            **stats, "fit": len(fit), "temperature_holdout": len(cal)},
                   "device": str(device), "seconds": round(time.perf_counter() - t_start, 1),
-                  "torch": torch.__version__, "transformers": _transformers_version()},
-        metrics=metrics,
-    )
-    (out_dir / MANIFEST).write_text(man.to_json())
+                  "torch": torch.__version__, "transformers": _transformers_version()})
     log.info("wrote %s (%d dinov2 members) in %.0f s", out_dir, cfg.members, time.perf_counter() - t_start)
     return man
 
@@ -299,11 +283,5 @@ def train_dinov2_cli(a, cfg=None) -> int:
     """Entry point of ``uar-stream train --backbone dinov2`` (``cfg``: the CNN's TrainConfig,
     unused: DINOv2 has its own defaults, see :class:`DinoV2TrainConfig`)."""
     tcfg = config_from_args(a, a.quick)
-    man = train_dinov2(a.data, a.test, a.out, tcfg, a.work_dir)
-    if man.metrics:
-        e = man.metrics["ensemble"]
-        print(f"ensemble on {man.metrics['data']['split']}: accuracy {e['accuracy']:.4f}, "
-              f"ECE {e['ece']:.4f}, Spearman(aleatoric, vote entropy) "
-              f"{e['spearman_aleatoric_disagreement']:.4f}")
-    print(f"wrote {a.out}")
+    print_summary(train_dinov2(a.data, a.test, a.out, tcfg, a.work_dir), a.out)
     return 0

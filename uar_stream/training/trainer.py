@@ -168,13 +168,36 @@ def train_ensemble(train_path: str | Path, test_path: str | Path | None, out_dir
                         strict=False)
     temperature = fit_temperature(predict_logits(net, cal.images), cal.majority)
     log.info("temperature fitted on %d held-out train faces: %.3f", len(cal), temperature)
-    metrics: dict = {}
-    if test is not None:
-        keep = test.subset(np.flatnonzero(test.votes.argmax(1) < 8))
-        if cfg.limit:  # quick mode: a smoke test, not a measurement
-            keep = keep.subset(np.arange(min(len(keep), 512)))
-        metrics = evaluate_members(predict_logits(net, keep.images), keep.votes, temperature)
-        metrics["data"] = {"split": Path(test_path).name, "n": len(keep)}
+    metrics = split_metrics(lambda images: predict_logits(net, images), test, test_path, temperature, cfg.limit)
+    man = write_model_dir(
+        out_dir, states, backbone="cnn", arch=cfg.arch.to_dict(), temperature=temperature,
+        metrics=metrics,
+        training={**json.loads(json.dumps(asdict(cfg), default=list)),
+                  "data": {"train_sha256": raw.sha256, "test_sha256": test.sha256 if test else None,
+                           **stats, "fit": len(fit), "temperature_holdout": len(cal)},
+                  "seconds": round(time.perf_counter() - t_start, 1),
+                  "torch": torch.__version__})
+    log.info("wrote %s (%d members) in %.0f s", out_dir, cfg.members, time.perf_counter() - t_start)
+    return man
+
+
+def split_metrics(predict, test: FaceSet | None, test_path, temperature: float, limit: int) -> dict:
+    """Per-member and ensemble metrics on the faces of ``test`` FER+ keeps. ``predict`` maps
+    uint8 faces (N,S,S) to logits (N,M,C); quick mode (``limit``) uses 512 faces only."""
+    if test is None:
+        return {}
+    keep = test.subset(np.flatnonzero(test.votes.argmax(1) < 8))
+    if limit:  # quick mode: a smoke test, not a measurement
+        keep = keep.subset(np.arange(min(len(keep), 512)))
+    metrics = evaluate_members(predict(keep.images), keep.votes, temperature)
+    metrics["data"] = {"split": Path(test_path).name, "n": len(keep)}
+    return metrics
+
+
+def write_model_dir(out_dir: Path, states: list[dict], *, backbone: str, arch: dict,
+                    temperature: float, metrics: dict, training: dict) -> Manifest:
+    """Write one fp16 safetensors per member and the manifest that lists their hashes."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files, hashes = [], {}
     for m, s in enumerate(states):
@@ -183,16 +206,18 @@ def train_ensemble(train_path: str | Path, test_path: str | Path | None, out_dir
         files.append(name)
         hashes[name] = file_sha256(out_dir / name)
     man = Manifest(
-        members=cfg.members, files=files, arch=cfg.arch.to_dict(), backbone="cnn",
-        input_size=INPUT_SIZE, normalization={"mean": PIXEL_MEAN, "std": PIXEL_STD, "scale": 1 / 255},
-        temperature=round(float(temperature), 4), sha256=hashes,
-        training={**json.loads(json.dumps(asdict(cfg), default=list)),
-                  "data": {"train_sha256": raw.sha256, "test_sha256": test.sha256 if test else None,
-                           **stats, "fit": len(fit), "temperature_holdout": len(cal)},
-                  "seconds": round(time.perf_counter() - t_start, 1),
-                  "torch": torch.__version__},
-        metrics=metrics,
-    )
+        members=len(states), files=files, arch=arch, backbone=backbone, input_size=INPUT_SIZE,
+        normalization={"mean": PIXEL_MEAN, "std": PIXEL_STD, "scale": 1 / 255},
+        temperature=round(float(temperature), 4), sha256=hashes, training=training, metrics=metrics)
     (out_dir / MANIFEST).write_text(man.to_json())
-    log.info("wrote %s (%d members) in %.0f s", out_dir, cfg.members, time.perf_counter() - t_start)
     return man
+
+
+def print_summary(man: Manifest, out: str | Path) -> None:
+    """The end-of-training lines both backbones print."""
+    if man.metrics:
+        e = man.metrics["ensemble"]
+        print(f"ensemble on {man.metrics['data']['split']}: accuracy {e['accuracy']:.4f}, "
+              f"ECE {e['ece']:.4f}, Spearman(aleatoric, vote entropy) "
+              f"{e['spearman_aleatoric_disagreement']:.4f}")
+    print(f"wrote {out}")
