@@ -25,5 +25,23 @@ def test_bench_report_rows_and_speedups():
         assert r["latency_ms_p95"] >= r["latency_ms_median"] > 0
         assert abs(r["faces_per_s"] - r["batch"] / r["latency_ms_median"] * 1e3) < 0.1 * r["faces_per_s"]
     assert [s["batch"] for s in report["fused_speedup"]] == [1, 4]
+    assert report["environment"]["cpu_gemm_gflops"] > 0
+    for r, s in zip([r for r in rows if r["mode"] == "looped"], report["fused_speedup"]):
+        assert r["gflops_per_s"] > 0
+        assert abs(s["bound_fused_over_looped"] * s["looped_gemm_fraction"] - 1) < 0.05
     assert "tensorrt" in report["skipped"] or "tensorrt" not in {r["backend"] for r in rows}
     assert "fused vs looped" in format_table(report)
+
+
+def test_flops_per_face_matches_the_hand_count_and_fusion_adds_none():
+    from uar_stream.engines.bench import flops_per_face
+
+    # The shipped arch by hand: stem 1->32 at 48^2, then per stage a stride-2 block
+    # (3x3 conv, 3x3 conv, 1x1 skip) at 24^2, 12^2, 6^2, and the 192->8 head.
+    macs = 1 * 32 * 9 * 48 ** 2
+    for cin, cout, side in ((32, 48, 24), (48, 96, 12), (96, 192, 6)):
+        macs += (cin * cout * 9 + cout * cout * 9 + cin * cout) * side ** 2
+    macs += 192 * 8
+    one = flops_per_face(random_model(1))
+    assert abs(one - 2 * macs) / (2 * macs) < 0.01
+    assert abs(flops_per_face(random_model(3)) - 3 * one) / (3 * one) < 1e-6

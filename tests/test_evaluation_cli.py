@@ -82,6 +82,8 @@ def test_evaluate_limit_writes_full_report_and_reruns_from_cache(ferplus, models
         assert all(b <= a + 1e-9 for a, b in zip(kept, kept[1:])), router
     # the LDL model has one member: no epistemic part, its entropy is its only uncertainty
     assert {"spearman_entropy_disagreement", "auroc_entropy_mean"} <= set(r["ldl"])
+    # by default the LDL model runs only at the highest severity (all its claims need)
+    assert r["ldl"]["severities"] == [5] and set(r["ldl"]["auroc_entropy_mean"]) == {"5"}
     for png in PNGS:
         assert (out / png).stat().st_size > 5000
     md = (out / "report.md").read_text()

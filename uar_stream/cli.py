@@ -48,7 +48,7 @@ def _add_train(sub) -> None:
     p.add_argument("--test", help="evaluation .npz: leaked images removed, metrics reported")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--members", type=int, default=5)
-    p.add_argument("--epochs", type=int, help="default: 14 (cnn), 10 (dinov2)")
+    p.add_argument("--epochs", type=int, help="default: 24 (cnn), 10 (dinov2)")
     p.add_argument("--loss", default="soft", help="soft (vote distribution) or majority")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, help="default: 128 (cnn), 64 (dinov2)")
@@ -113,7 +113,7 @@ def _cmd_train(a) -> int:
         from .training.dinov2 import train_dinov2_cli
         return train_dinov2_cli(a)
     # Unset flags take the CNN's defaults (DINOv2 has its own).
-    a.epochs = 14 if a.epochs is None else a.epochs
+    a.epochs = 24 if a.epochs is None else a.epochs
     a.batch_size = 128 if a.batch_size is None else a.batch_size
     a.lr = 0.1 if a.lr is None else a.lr
     if a.quick:

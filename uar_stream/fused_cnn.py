@@ -89,8 +89,16 @@ class FusedCnn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1 and self.members > 1:
-            x = x.expand(-1, self.members, -1, -1)
-        x = self.stages(self.stem(x))
+            # Every member sees the same face: the grouped stem (one input channel per group)
+            # is then one plain conv over the shared channel, with the same weight tensor.
+            # No M copies of the input, and onnxruntime runs it in its blocked NCHWc layout:
+            # the grouped form plus the layout reorder it forced took 13.6% of the CPU time
+            # of a batch of 256 for 0.2% of the FLOPs.
+            conv, bn, relu = self.stem
+            x = relu(bn(F.conv2d(x, conv.weight, None, conv.stride, conv.padding)))
+        else:
+            x = self.stem(x)
+        x = self.stages(x)
         x = F.adaptive_avg_pool2d(x, 1)
         x = self.head(self.dropout(x))
         return x.reshape(x.shape[0], self.members, self.num_classes)

@@ -1,5 +1,11 @@
 """Engine benchmark: faces/s and latency per backend and batch, fused vs looped members.
 
+Roofline: every row also gives the achieved GFLOP/s (FLOPs per face from torch's
+``FlopCounterMode``); on CPU the report holds the machine's measured fp32 GEMM rate
+(``torch.mm`` 1024^2, same threads). Fusion can only remove per-call overhead, so the
+fused/looped ratio at a batch is bounded by (GEMM rate / looped GFLOP/s); the speedup rows
+print that bound next to the measured ratio.
+
 *fused*: the M members as ONE grouped-conv graph (what the engines run). *looped*: the same
 weights split into M single-member graphs (``fused_cnn.split_members``) run one after
 another on the same backend, their probabilities decomposed in numpy: what a plain
@@ -51,6 +57,7 @@ class BenchModel:
     input_size: int
     num_classes: int
     batches: tuple[int, ...] | None = None  # None: the run's batches
+    flops_per_face: float = 0.0  # filled by run_bench (flops_per_face())
 
 
 @dataclass
@@ -64,6 +71,7 @@ class BenchRow:
     latency_ms_p95: float
     faces_per_s: float
     iterations: int
+    gflops_per_s: float = 0.0
 
 
 class LoopedEngine(BatchedEngine):
@@ -182,6 +190,55 @@ def dinov2_graph(members: int, batches: tuple[int, ...] = (1, 8)) -> tuple[Bench
                        INPUT_SIZE, net.num_classes, batches), "")
 
 
+# -- roofline -------------------------------------------------------------------------------
+def flops_per_face(m: BenchModel) -> float:
+    """FLOPs of one face through the whole graph (convs, matmuls, attention), batch 1."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 1, m.input_size, m.input_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        m.graph(x)
+    return float(counter.get_total_flops())
+
+
+def cpu_gemm_gflops(threads: int, n: int = 1024, reps: int = 20) -> float:
+    """fp32 GFLOP/s of an n x n matmul on the CPU with ``threads`` threads, the better of
+    torch and onnxruntime (their GEMM kernels differ): the practical peak that a
+    convolution (im2col + GEMM) can approach on this machine. Median of ``reps`` calls."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    threads = threads or onnxruntime_backend.default_threads()
+    a, b = np.random.default_rng(0).standard_normal((2, n, n)).astype(np.float32)
+
+    def rate(call) -> float:
+        for _ in range(3):
+            call()
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            call()
+            ts.append(time.perf_counter() - t)
+        return 2 * n ** 3 / statistics.median(ts) / 1e9
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        best = rate(lambda: ta @ tb)
+    finally:
+        torch.set_num_threads(old)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(helper.make_model(graph).SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+    return max(best, rate(lambda: sess.run(None, {"a": a, "b": b})))
+
+
 # -- timing ---------------------------------------------------------------------------------
 def time_engines(engines: dict[str, BatchedEngine], x: np.ndarray, budget_s: float,
                  warmup: int = 2, min_iters: int = 5, max_iters: int = 300) -> dict[str, list[float]]:
@@ -209,7 +266,8 @@ def _row(m: BenchModel, backend: str, mode: str, batch: int, times: list[float])
     med = statistics.median(times)
     p95 = float(np.percentile(times, 95))
     return BenchRow(m.name, m.graph.members, backend, mode, batch, round(med, 3), round(p95, 3),
-                    round(batch / med * 1e3, 1), len(times))
+                    round(batch / med * 1e3, 1), len(times),
+                    round(m.flops_per_face * batch / med / 1e6, 2))
 
 
 def run_bench(models: list[BenchModel], batches: tuple[int, ...] = BATCHES,
@@ -224,7 +282,12 @@ def run_bench(models: list[BenchModel], batches: tuple[int, ...] = BATCHES,
         work = Path(work_dir or tmp)
         work.mkdir(parents=True, exist_ok=True)
         builders, skipped = available_backends(work, precision, max_batch, threads, backends)
+        cpu = any(b in CPU_BACKENDS for b in builders)
+        # Measured before and after the timings (the better one): load from other processes
+        # can only lower it, and a low peak would understate the bound.
+        gemm = [cpu_gemm_gflops(threads)] if cpu else []
         for mi, m in enumerate(models):
+            m.flops_per_face = m.flops_per_face or flops_per_face(m)
             m_batches = tuple(b for b in (m.batches or batches) if b <= max_batch)
             x_all = rng.standard_normal((max_batch, 1, m.input_size, m.input_size)).astype(np.float32)
             can_loop = looped and isinstance(m.graph.fused, FusedCnn) and m.graph.members > 1
@@ -249,19 +312,33 @@ def run_bench(models: list[BenchModel], batches: tuple[int, ...] = BATCHES,
                         log.info("%s %s %s batch %d: %.2f ms", m.name, bname, mode, b,
                                  rows[-1].latency_ms_median)
                 del engines
-    return {"environment": environment(threads), "batches": list(batches),
-            "rows": [asdict(r) for r in rows], "fused_speedup": speedups(rows), "skipped": skipped}
+    env = environment(threads)
+    if gemm:
+        env["cpu_gemm_gflops"] = round(max(gemm + [cpu_gemm_gflops(threads)]), 1)
+    return {"environment": env, "batches": list(batches),
+            "models": {m.name: {"mflops_per_face": round(m.flops_per_face / 1e6, 2)} for m in models},
+            "rows": [asdict(r) for r in rows],
+            "fused_speedup": speedups(rows, env.get("cpu_gemm_gflops")), "skipped": skipped}
 
 
-def speedups(rows: list[BenchRow]) -> list[dict]:
-    """looped median latency / fused median latency per (model, backend family, batch)."""
+CPU_BACKENDS = ("onnxruntime", "torch-cpu")
+
+
+def speedups(rows: list[BenchRow], cpu_gemm_gflops: float | None = None) -> list[dict]:
+    """looped median latency / fused median latency per (model, backend family, batch); on
+    CPU also the bound fusion cannot beat: the GEMM rate over the looped GFLOP/s."""
     fused = {(r.model, _family(r.backend), r.batch): r for r in rows if r.mode == "fused"}
     out = []
     for r in rows:
         if r.mode == "looped" and (r.model, _family(r.backend), r.batch) in fused:
             f = fused[(r.model, _family(r.backend), r.batch)]
-            out.append({"model": r.model, "backend": f.backend, "batch": r.batch,
-                        "fused_over_looped": round(r.latency_ms_median / f.latency_ms_median, 2)})
+            row = {"model": r.model, "backend": f.backend, "batch": r.batch,
+                   "fused_over_looped": round(r.latency_ms_median / f.latency_ms_median, 2)}
+            if cpu_gemm_gflops and _family(r.backend) in CPU_BACKENDS and r.gflops_per_s > 0:
+                row["looped_gemm_fraction"] = round(r.gflops_per_s / cpu_gemm_gflops, 3)
+                row["fused_gemm_fraction"] = round(f.gflops_per_s / cpu_gemm_gflops, 3)
+                row["bound_fused_over_looped"] = round(cpu_gemm_gflops / r.gflops_per_s, 2)
+            out.append(row)
     return out
 
 
@@ -292,20 +369,25 @@ def environment(threads: int) -> dict:
 def format_table(report: dict) -> str:
     """The report as a plain-text table (one line per row) plus the speedups."""
     lines = [f"{'model':<30} {'backend':<26} {'mode':<7} {'batch':>5} {'median ms':>10} "
-             f"{'p95 ms':>9} {'faces/s':>9}"]
+             f"{'p95 ms':>9} {'faces/s':>9} {'GFLOP/s':>8}"]
     for r in report["rows"]:
         lines.append(f"{r['model']:<30} {r['backend']:<26} {r['mode']:<7} {r['batch']:>5} "
-                     f"{r['latency_ms_median']:>10.2f} {r['latency_ms_p95']:>9.2f} {r['faces_per_s']:>9.1f}")
+                     f"{r['latency_ms_median']:>10.2f} {r['latency_ms_p95']:>9.2f} {r['faces_per_s']:>9.1f} "
+                     f"{r.get('gflops_per_s', 0):>8.1f}")
     if report["fused_speedup"]:
         lines.append("")
-        lines.append("fused vs looped (looped latency / fused latency):")
+        lines.append("fused vs looped (looped latency / fused latency); bound = GEMM rate / looped GFLOP/s:")
         for s in report["fused_speedup"]:
+            bound = (f"  (bound {s['bound_fused_over_looped']:.2f}x; looped at "
+                     f"{100 * s['looped_gemm_fraction']:.0f}% of GEMM rate, fused at "
+                     f"{100 * s['fused_gemm_fraction']:.0f}%)") if "bound_fused_over_looped" in s else ""
             lines.append(f"  {s['model']:<30} {s['backend']:<26} batch {s['batch']:>3}: "
-                         f"{s['fused_over_looped']:.2f}x")
+                         f"{s['fused_over_looped']:.2f}x{bound}")
     for k, why in report["skipped"].items():
         lines.append(f"skipped {k}: {why}")
     env = report["environment"]
-    lines.append(f"({env['cores']} cores, load {env['load_avg_1min']}, torch {env['torch']}, "
+    gemm = f", fp32 GEMM {env['cpu_gemm_gflops']:.0f} GFLOP/s" if "cpu_gemm_gflops" in env else ""
+    lines.append(f"({env['cores']} cores{gemm}, load {env['load_avg_1min']}, torch {env['torch']}, "
                  f"onnxruntime {env['onnxruntime']}, {env.get('gpu', 'no GPU')})")
     return "\n".join(lines)
 

@@ -36,8 +36,9 @@ log = logging.getLogger("uar_stream.engine")
 PRECISIONS = ("fp32", "fp16")
 #: ONNX opset: 17 is well covered by onnxruntime >= 1.14 and TensorRT 10's parser.
 OPSET = 17
-#: Bump when graph.py's math changes: cached files of an older graph are then rebuilt.
-GRAPH_VERSION = "1"
+#: Bump when the exported graph changes (graph.py's math, fused_cnn's layers): cached files
+#: of an older graph are then rebuilt.
+GRAPH_VERSION = "2"
 _META_PREFIX = "uar_stream."
 _ARTIFACT_RE = re.compile(r"^[0-9a-f]{12}-(fp32|fp16)\.onnx$")
 

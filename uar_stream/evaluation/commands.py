@@ -10,7 +10,11 @@ from ..errors import ConfigError
 def _csv(value: str | None, allowed: tuple, what: str, cast=str) -> tuple:
     if not value:
         return allowed
-    items = tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+    try:
+        items = tuple(cast(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{what}: {value!r} is not a comma-separated list; allowed: "
+                          f"{', '.join(map(str, allowed))}") from None
     bad = [v for v in items if v not in allowed]
     if bad:
         raise ConfigError(f"{what}: {bad[0]!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
@@ -34,6 +38,8 @@ def register(sub) -> dict:
     p.add_argument("--no-cache", action="store_true", help="build everything afresh, store nothing")
     p.add_argument("--corruptions", help="comma-separated subset of the 15 types (default: all)")
     p.add_argument("--severities", help="comma-separated subset of 1-5 (default: all)")
+    p.add_argument("--ldl-severities", help="severities the LDL model is run on (default: the "
+                   "highest only, which its claims need; 'all' for every one)")
     p.add_argument("--workers", type=int, default=0, help="corruption processes (default: one per core)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--seed", type=int, default=0)
@@ -73,6 +79,8 @@ def _evaluate(a) -> int:
         ldl=resolve_model_path(a.ldl) if a.ldl else None, limit=a.limit, cache=cache,
         corruptions=_csv(a.corruptions, CORRUPTIONS, "--corruptions"),
         severities=tuple(sorted(_csv(a.severities, SEVERITIES, "--severities", int))),
+        ldl_severities=None if not a.ldl_severities else SEVERITIES if a.ldl_severities == "all"
+        else tuple(sorted(_csv(a.ldl_severities, SEVERITIES, "--ldl-severities", int))),
         workers=a.workers, seed=a.seed, bootstrap=a.bootstrap,
         progress=not a.no_progress and sys.stderr.isatty())
     report, arrays = run(opts)

@@ -3,6 +3,8 @@
 Members are trained one after another as M=1 modules: on CPU, bf16 autocast with a single
 member is faster per image than the grouped M-member module (measured: 581 vs 316
 member-images/s), and it makes per-member checkpoints natural. Inference fuses them.
+Training runs channels-last: oneDNN's bf16 convolutions are 1.3x faster per step in that
+layout on these CPUs (171 vs 222 ms per batch of 128, measured side by side).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ LOSSES = ("soft", "majority")
 @dataclass
 class TrainConfig:
     members: int = 5
-    epochs: int = 14
+    epochs: int = 24
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 5e-4
@@ -85,7 +87,7 @@ def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: TrainConfig, work: 
     seed = cfg.seed * 1000 + m
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = FusedCnn(1, 8, cfg.arch)
+    net = FusedCnn(1, 8, cfg.arch).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -115,7 +117,7 @@ def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: TrainConfig, work: 
                    leave=False, mininterval=2.0, disable=None)
         for s in bar:
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x = augment(x_all[idx], cfg.augment, gen)
+            x = augment(x_all[idx], cfg.augment, gen).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = net(x)
             loss = _loss(logits.float()[:, 0], soft_all[idx], hard_all[idx], cfg.loss)
