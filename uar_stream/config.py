@@ -50,8 +50,8 @@ class EngineConfig:
 @dataclass
 class RoutingConfig:
     #: Thresholds in nats (natural-log entropy). Set by ``uar-stream calibrate``.
-    tau_epistemic: float = _opt(0.1178, lo=0.0, hi=10.0)
-    tau_aleatoric: float = _opt(0.9455, lo=0.0, hi=10.0)
+    tau_epistemic: float = _opt(0.1346, lo=0.0, hi=10.0)
+    tau_aleatoric: float = _opt(0.8647, lo=0.0, hi=10.0)
 
 
 @dataclass

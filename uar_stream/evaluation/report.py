@@ -180,7 +180,7 @@ def markdown(r: dict) -> str:
             ["epistemic"] + [_f(r["auroc_epistemic_mean"][s]) for s in sev],
             ["aleatoric"] + [_f(cs["auroc_aleatoric_mean"][s]) for s in sev],
             ["total"] + [_f(cs["auroc_total_mean"][s]) for s in sev],
-        ] + ([["LDL entropy"] + [_f(r["ldl"]["auroc_entropy_mean"].get(s)) for s in sev]] if "ldl" in r else [])),
+        ] + ([["LDL entropy"] + [_f(r["ldl"]["auroc_entropy_mean"][s]) if s in r["ldl"]["auroc_entropy_mean"] else "not run" for s in sev]] if "ldl" in r else [])),
         "",
         "Spearman with annotator disagreement (95% bootstrap CI):",
         "",
