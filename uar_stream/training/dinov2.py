@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ..backbones.dinov2 import (VIT_S14, DinoV2Arch, DinoV2Ensemble, DinoV2Member, init_member_from_backbone,
@@ -28,9 +27,10 @@ from ..errors import ConfigError
 from ..model_store import Manifest, file_sha256, write_member
 from ..preprocess import prepare_batch
 from .augment import AugmentConfig, augment
+from .checkpoint import resume, save, start_member
 from .data import FaceSet, calibration_split, load_npz, training_faces
 from .report import fit_temperature
-from .trainer import LOSSES, _loss, print_summary, split_metrics, write_model_dir
+from .trainer import _loss, print_summary, split_metrics, validate_common, write_model_dir
 
 log = logging.getLogger("uar_stream.train")
 
@@ -57,15 +57,9 @@ class DinoV2TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
-        if self.loss not in LOSSES:
-            raise ConfigError(f"train.loss: {self.loss!r} is not allowed; allowed: {', '.join(LOSSES)}")
-        for key in ("members", "epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self, key)}")
+        validate_common(self)
         if not 0 < self.layer_decay <= 1:
             raise ConfigError(f"train.layer_decay: must be in (0, 1], got {self.layer_decay}")
-        if not 0 < self.calibration_fraction < 0.5:
-            raise ConfigError("train.calibration_fraction: must be in (0, 0.5)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device: {self.device!r} is not allowed; allowed: auto, cpu, cuda")
 
@@ -120,15 +114,10 @@ def predict_logits(net: torch.nn.Module, images: np.ndarray, device: torch.devic
 def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: DinoV2TrainConfig, work: Path,
                   backbone: dict[str, torch.Tensor] | None, device: torch.device) -> dict:
     """Train member m, checkpointing every epoch; returns its state in the file layout."""
-    mdir = work / f"member_{m:02d}"
-    mdir.mkdir(parents=True, exist_ok=True)
-    final = mdir / "final.safetensors"
-    if final.is_file():
-        log.info("member %d: already trained (%s), skipping", m, final)
-        return load_file(str(final))
-    seed = cfg.seed * 1000 + m
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    run, done = start_member(work, m, cfg.seed)
+    if done is not None:
+        return done
+    gen = run.gen
     net = DinoV2Member(cfg.arch, 8)
     if backbone is not None:
         init_member_from_backbone(net, backbone)
@@ -142,14 +131,7 @@ def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: DinoV2TrainConfig, 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _warmup_cosine(total, max(1, int(cfg.warmup_fraction * total))))
     start_epoch, step = 0, 0
-    ckpt = mdir / "checkpoint.pt"
-    if ckpt.is_file():
-        # weights_only: a checkpoint holds tensors and plain containers, never code.
-        st = torch.load(ckpt, weights_only=True, map_location=device)
-        net.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        gen.set_state(st["generator"].cpu())
+    if (st := resume(run, net, opt, sched, map_location=device)) is not None:
         start_epoch, step = int(st["epoch"]), int(st["step"])
         log.info("member %d: resuming after epoch %d (step %d)", m, start_epoch, step)
 
@@ -190,11 +172,9 @@ def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: DinoV2TrainConfig, 
         cal_acc = float((cal_logits.argmax(1) == cal.majority).mean())
         log.info("dinov2 member %d epoch %d/%d: train loss %.4f, held-out acc %.4f, %d steps, %.0f s",
                  m, epoch + 1, cfg.epochs, tot / max(n, 1), cal_acc, step, time.perf_counter() - t0)
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                    "epoch": epoch + 1, "step": step, "loss": tot / max(n, 1)}, ckpt)
+        save(run, net, opt, sched, epoch + 1, step=step, loss=tot / max(n, 1))
     state = {k: v.detach().float().cpu().contiguous() for k, v in member_file_state(net).items()}
-    write_member(final, state, fp16=False)
+    write_member(run.final, state, fp16=False)
     return state
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ..errors import ConfigError
@@ -26,6 +25,7 @@ from ..fused_cnn import CnnArch, FusedCnn, join_members
 from ..model_store import MANIFEST, Manifest, file_sha256, write_member
 from ..preprocess import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, prepare_batch
 from .augment import AugmentConfig, augment
+from .checkpoint import resume, save, start_member
 from .data import FaceSet, calibration_split, load_npz, training_faces
 from .report import evaluate_members, fit_temperature
 
@@ -50,13 +50,18 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
-        if self.loss not in LOSSES:
-            raise ConfigError(f"train.loss: {self.loss!r} is not allowed; allowed: {', '.join(LOSSES)}")
-        for key in ("members", "epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key}: must be >= 1, got {getattr(self, key)}")
-        if not 0 < self.calibration_fraction < 0.5:
-            raise ConfigError("train.calibration_fraction: must be in (0, 0.5)")
+        validate_common(self)
+
+
+def validate_common(cfg) -> None:
+    """The checks every trainer's config shares (loss, counts, held-out fraction)."""
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"train.loss: {cfg.loss!r} is not allowed; allowed: {', '.join(LOSSES)}")
+    for key in ("members", "epochs", "batch_size"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"train.{key}: must be >= 1, got {getattr(cfg, key)}")
+    if not 0 < cfg.calibration_fraction < 0.5:
+        raise ConfigError("train.calibration_fraction: must be in (0, 0.5)")
 
 
 def _loss(logits: torch.Tensor, soft: torch.Tensor, hard: torch.Tensor, kind: str) -> torch.Tensor:
@@ -78,15 +83,10 @@ def predict_logits(net: torch.nn.Module, images: np.ndarray, batch: int = 512) -
 
 def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: TrainConfig, work: Path) -> dict:
     """Train member m, checkpointing every epoch; returns its final M=1 state dict."""
-    mdir = work / f"member_{m:02d}"
-    mdir.mkdir(parents=True, exist_ok=True)
-    final = mdir / "final.safetensors"
-    if final.is_file():
-        log.info("member %d: already trained (%s), skipping", m, final)
-        return load_file(str(final))
-    seed = cfg.seed * 1000 + m
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    run, done = start_member(work, m, cfg.seed)
+    if done is not None:
+        return done
+    gen = run.gen
     net = FusedCnn(1, 8, cfg.arch).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)
@@ -94,14 +94,7 @@ def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: TrainConfig, work: 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
                                                 steps_per_epoch=steps_per_epoch, pct_start=0.15)
     start_epoch = 0
-    ckpt = mdir / "checkpoint.pt"
-    if ckpt.is_file():
-        # weights_only: a checkpoint holds tensors and plain containers, never code.
-        st = torch.load(ckpt, weights_only=True)
-        net.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        gen.set_state(st["generator"])
+    if (st := resume(run, net, opt, sched)) is not None:
         start_epoch = int(st["epoch"])
         log.info("member %d: resuming after epoch %d", m, start_epoch)
 
@@ -133,11 +126,9 @@ def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: TrainConfig, work: 
         cal_acc = float((cal_logits.argmax(1) == cal.majority).mean())
         log.info("member %d epoch %d/%d: train loss %.4f, held-out acc %.4f, %.0f s",
                  m, epoch + 1, cfg.epochs, tot / max(n, 1), cal_acc, time.perf_counter() - t0)
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                    "epoch": epoch + 1}, ckpt)
+        save(run, net, opt, sched, epoch + 1)
     state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    write_member(final, state, fp16=False)
+    write_member(run.final, state, fp16=False)
     return state
 
 
