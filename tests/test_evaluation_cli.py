@@ -99,6 +99,25 @@ def test_evaluate_limit_writes_full_report_and_reruns_from_cache(ferplus, models
     assert (tmp_path / "run" / "corruption_cache").is_dir()
 
 
+def test_workers_score_their_sets_with_the_same_figures(ferplus, models, tmp_path):
+    ens, ldl = models
+    reports = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}" / "report"
+        assert main(["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(out),
+                     "--model", str(ens), "--ldl", str(ldl), "--limit", "40", "--workers", workers,
+                     "--corruptions", "gaussian_noise,frost", "--bootstrap", "50",
+                     "--no-progress"]) == 0
+        reports[workers] = json.loads((out / "report.json").read_text())
+    t1, t2 = reports["1"]["timings_s"], reports["2"]["timings_s"]
+    assert t1["inference_in"] == "main process" and t2["inference_in"] == "workers"
+    assert t2["corrupted_inference_cpu_s"] > 0 and t2["corruption_cpu_s"] > 0
+    for k in ("accuracy", "spearman_aleatoric_disagreement", "auroc_epistemic", "cross_sensitivity",
+              "retention", "resampling_control"):
+        assert reports["2"][k] == reports["1"][k], k
+    assert reports["2"]["ldl"]["auroc_entropy"] == reports["1"]["ldl"]["auroc_entropy"]
+
+
 def test_evaluate_rejects_unknown_corruption_in_one_line(ferplus, models, tmp_path, capsys):
     code = main(["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(tmp_path),
                  "--model", str(models[0]), "--corruptions", "rain"])

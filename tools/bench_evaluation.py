@@ -4,8 +4,9 @@ other jobs on the machine) and extrapolated to a full run on a given number of c
     python tools/bench_evaluation.py --model engines/default --faces 12 --cores 2
 
 Corruption cost: CPU seconds per face for every (type, severity), single process, after a
-warm-up face (numba JIT). Inference cost: CPU seconds per face of ``create_engine(model, "auto",
-threads=1)`` at batch 256 (one thread, so the number is per core and free of spin-waiting).
+warm-up face (numba JIT). Inference cost: CPU seconds per face of the single-threaded engine
+each evaluation worker runs (``Predictor(model, threads=1)``: its batch of 32; one thread, so
+the number is per core).
 """
 from __future__ import annotations
 
@@ -16,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from uar_stream.engines import create_engine
 from uar_stream.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt_faces
+from uar_stream.evaluation.predict import Predictor
 from uar_stream.labels import emotion_rows
-from uar_stream.preprocess import prepare_batch
 from uar_stream.training.data import load_npz
 
 
@@ -36,13 +36,14 @@ def corruption_cpu(images: np.ndarray) -> dict[str, float]:
 
 
 def inference_cpu(model: str, images: np.ndarray, reps: int = 3) -> tuple[str, float]:
-    eng = create_engine(model, "auto", max_batch=256, threads=1)
-    x = prepare_batch(images)
-    eng.infer(x[:8])
+    """CPU seconds per face of what an evaluation worker runs: a single-threaded engine behind
+    the evaluation's Predictor (its batch size and input preparation)."""
+    pred = Predictor(model, None, threads=1)
+    pred.predict(images[:8])
     t = time.process_time()
     for _ in range(reps):
-        eng.infer(x)
-    return eng.name, (time.process_time() - t) / (reps * len(x))
+        pred.predict(images)
+    return pred.engine.name, (time.process_time() - t) / (reps * len(images))
 
 
 def main() -> None:

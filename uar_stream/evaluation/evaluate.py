@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..labels import emotion_rows, majority_label, vote_entropy
 from ..training.data import load_npz
 from . import metrics
 from .corruptions import CORRUPTIONS, SEVERITIES
-from .predict import Predictor, Scores
+from .predict import CPU_ENGINES, Predictor, Scores, SetScorer
 from .retention import retention_curve
 from .sets import RESAMPLE, generate, set_key
 
@@ -108,35 +109,67 @@ def collect_scores(opts: EvalOptions, images: np.ndarray, predictors: dict[str, 
         if any(sid in wanted[m] and sid not in corrupted[m] for m in predictors):
             need.append(sid)
     t_clean = time.perf_counter() - t
-    t_infer, t_gen0 = 0.0, time.perf_counter()
+    todo = {sid: tuple(m for m in predictors if sid in wanted[m] and sid not in corrupted[m])
+            for sid in need}
+    scorer = _worker_scorer(opts, predictors, todo, key)
+    t_gen0 = time.perf_counter()
+    t_infer = cpu_build = cpu_infer = 0.0
     n_cached_sets = n_done = 0
     bar = tqdm(total=len(sids), initial=len(sids) - len(need), desc="corrupted sets",
                unit="set", disable=not opts.progress, leave=False)
-    for sid, imgs, from_cache in generate(images, need, opts.cache, opts.seed, opts.workers):
-        n_cached_sets += from_cache
-        t = time.perf_counter()
-        for m, p in predictors.items():
-            if sid in wanted[m] and sid not in corrupted[m]:
-                corrupted[m][sid] = p.predict(imgs, key, f"{sid[0]}_s{sid[1]}")
-        t_infer += time.perf_counter() - t
+    for built in generate(images, need, opts.cache, opts.seed, opts.workers, score=scorer):
+        sid = built.sid
+        n_cached_sets += built.from_cache
+        cpu_build += built.build_cpu_s
+        if scorer is not None:  # scored in the worker that built it
+            for m, sc in built.value["scores"].items():
+                corrupted[m][sid] = sc
+            cpu_infer += built.value["cpu_s"]
+        else:
+            t = time.perf_counter()
+            for m in todo[sid]:
+                corrupted[m][sid] = predictors[m].predict(built.value, key, f"{sid[0]}_s{sid[1]}")
+            t_infer += time.perf_counter() - t
         bar.set_postfix_str(f"{sid[0]} {sid[1]}")
         bar.update(1)
         n_done += 1
         if not opts.progress:  # no bar (not a terminal): one log line per set instead
             log.info("corrupted set %d/%d done: %s severity %d (%s, %.0f s elapsed)",
                      len(sids) - len(need) + n_done, len(sids), sid[0], sid[1],
-                     "cached images" if from_cache else "built",
+                     "cached images" if built.from_cache else "built",
                      time.perf_counter() - t_gen0)
     bar.close()
     opts.timings.update({
         "clean_inference_s": round(t_clean, 1),
-        "corrupted_inference_s": round(t_infer, 1),
-        # Wall time spent waiting for corrupted sets (workers run while this process infers).
-        "corruption_wait_s": round(time.perf_counter() - t_gen0 - t_infer, 1),
+        "corrupted_sets_s": round(time.perf_counter() - t_gen0, 1),
+        "inference_in": ("workers" if scorer is not None else "main process" if need
+                         else "none (every set's predictions were cached)"),
+        # CPU seconds summed over the processes: where the work went.
+        "corruption_cpu_s": round(cpu_build, 1),
+        "corrupted_inference_cpu_s": round(cpu_infer, 1) if scorer is not None else None,
+        # Wall time this process spent inferring (when it does; workers build meanwhile).
+        "corrupted_inference_s": round(t_infer, 1) if scorer is None else None,
         "sets_total": len(sids), "sets_from_prediction_cache": len(sids) - len(need),
         "sets_from_image_cache": n_cached_sets, "sets_built": len(need) - n_cached_sets,
     })
     return clean, corrupted
+
+
+def _worker_scorer(opts: EvalOptions, predictors: dict[str, Predictor], todo: dict,
+                   key: str) -> SetScorer | None:
+    """A scorer for the workers when the sets are built in worker processes and every model
+    that still has sets to score runs on the CPU; None: this process infers (a GPU engine is
+    best fed from one process, and one worker process gains nothing)."""
+    models = {m for ms in todo.values() for m in ms}
+    if not models or (opts.workers or os.cpu_count() or 1) <= 1 or len(todo) <= 1:
+        return None
+    # Builds (and exports, once) each engine here, so the workers only load it.
+    names = {m: predictors[m].engine.name for m in models}
+    if not all(n in CPU_ENGINES for n in names.values()):
+        return None
+    return SetScorer(models={m: str(predictors[m].model_dir) for m in models},
+                     backends={m: CPU_ENGINES[n] for m, n in names.items()},
+                     cache_dir=opts.cache, set_key=key, todo=todo)
 
 
 def auroc_tables(opts: EvalOptions, clean: Scores, corrupted: dict, field_name: str,

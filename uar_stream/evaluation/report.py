@@ -232,7 +232,8 @@ def markdown(r: dict) -> str:
         "- Corruptions: ImageNet-C definitions (imagecorruptions-imaug) applied at 224x224 to the "
         "bicubically upscaled face, converted to gray, area-downscaled back to 48x48. Downscaling "
         "averages about 22 source pixels per face pixel, which attenuates pixel noise (gaussian, shot, "
-        "impulse) far more than blur or weather corruptions.",
-        f"- Timings (s): {', '.join(f'{k} {v}' for k, v in r['timings_s'].items())}.",
+        "impulse) far more than blur or weather corruptions. Shot noise draws its Poisson values "
+        "by CDF inversion (same distribution as the library, other random numbers).",
+        f"- Timings (s): {', '.join(f'{k} {v}' for k, v in r['timings_s'].items() if v is not None)}.",
     ]
     return "\n".join(out) + "\n"

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -39,11 +41,28 @@ def _build(images: np.ndarray, sid: SetId, seed: int) -> np.ndarray:
     return corrupt_faces(images, sid[0], sid[1], seed)
 
 
-def _build_and_save(images: np.ndarray, sid: SetId, seed: int, path: str | None) -> np.ndarray:
-    out = _build(images, sid, seed)
-    if path:
-        save_atomic(Path(path), images=out)
-    return out
+@dataclass
+class BuiltSet:
+    """One set as ``generate`` yields it: the faces, or what ``score`` made of them."""
+
+    sid: SetId
+    value: Any  # uint8 (N, S, S) faces, or score(sid, faces) when a scorer was given
+    from_cache: bool  # the faces came from the image cache
+    build_cpu_s: float  # CPU seconds spent building (0 when cached)
+
+
+def _produce(images: np.ndarray, sid: SetId, seed: int, path: str | None,
+             score: Callable[[SetId, np.ndarray], Any] | None) -> BuiltSet:
+    cached = load_cached(Path(path)) if path else None
+    t = time.process_time()
+    if cached is not None and cached.shape == images.shape:
+        out, from_cache = cached, True
+    else:
+        out, from_cache = _build(images, sid, seed), False
+        if path:
+            save_atomic(Path(path), images=out)
+    build_s = 0.0 if from_cache else time.process_time() - t
+    return BuiltSet(sid, score(sid, out) if score else out, from_cache, build_s)
 
 
 def save_atomic(path: Path, **arrays) -> None:
@@ -64,35 +83,30 @@ def load_cached(path: Path) -> np.ndarray | None:
 
 
 def generate(images: np.ndarray, sids: list[SetId], cache_dir: Path | None, seed: int = 0,
-             workers: int = 0) -> Iterator[tuple[SetId, np.ndarray, bool]]:
-    """Yield (set id, uint8 (N, S, S) faces, from_cache) for every requested set: cached sets
-    first, then the rest as worker processes finish them (in completion order).
+             workers: int = 0, score: Callable[[SetId, np.ndarray], Any] | None = None
+             ) -> Iterator[BuiltSet]:
+    """Yield a :class:`BuiltSet` for every requested set, in completion order. Each set is read
+    from the image cache or built (and cached).
 
+    score: a picklable callable run on each set's faces where they were built (a worker), so
+    the faces need not travel back to this process: its result is yielded instead of them.
     workers: processes to use (0: one per CPU core; 1: build in this process).
     """
-    key = set_key(images, seed)
-    todo = []
-    for sid in sids:
-        cached = load_cached(set_path(cache_dir, key, sid)) if cache_dir else None
-        if cached is not None and cached.shape == images.shape:
-            yield sid, cached, True
-        else:
-            todo.append(sid)
-    if not todo:
+    if not sids:
         return
-    workers = workers or os.cpu_count() or 1
-    workers = min(workers, len(todo))
-    paths = {sid: str(set_path(cache_dir, key, sid)) if cache_dir else None for sid in todo}
+    key = set_key(images, seed)
+    paths = {sid: str(set_path(cache_dir, key, sid)) if cache_dir else None for sid in sids}
+    workers = min(workers or os.cpu_count() or 1, len(sids))
     if workers <= 1:
-        for sid in todo:
-            yield sid, _build_and_save(images, sid, seed, paths[sid]), False
+        for sid in sids:
+            yield _produce(images, sid, seed, paths[sid], score)
         return
     # spawn, not fork: the parent holds torch's thread pools, which do not survive a fork.
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                              initializer=_init_worker) as pool:
-        futures = {pool.submit(_build_and_save, images, sid, seed, paths[sid]): sid for sid in todo}
+        futures = [pool.submit(_produce, images, sid, seed, paths[sid], score) for sid in sids]
         for fut in as_completed(futures):
-            yield futures[fut], fut.result(), False
+            yield fut.result()
 
 
 def _init_worker() -> None:
