@@ -1,4 +1,4 @@
-"""Fast paths of ``imagecorruptions-imaug`` for gray faces, equal to the library's output.
+"""Fast paths of ``imagecorruptions-imaug`` for gray faces.
 
 The evaluation corrupts 3,553 faces x 75 sets, so the library's per-call waste adds up to
 minutes. A gray face upscaled to 224x224 has three identical channels, so wherever the library's
@@ -14,16 +14,20 @@ random draws and the same arithmetic:
   interpolation done separably (equal up to float64 rounding);
 * elastic_transform's ``map_coordinates(order=1)`` builds three full index grids and runs a
   generic spline loop; here a numba loop computes the same bilinear sum for every pixel whose
-  four neighbours lie inside the image, and scipy itself handles the few near the border.
+  four neighbours lie inside the image, and scipy itself handles the few near the border;
+* zoom_blur warps with OpenCV instead of scipy's zoom (same mapping, but OpenCV's 1/32-pixel
+  interpolation table: within one gray level of the library).
 
 One path is not draw-for-draw equal: shot noise (the costliest corruption, ~25% of all the
 corruption time) samples the same Poisson distribution by CDF inversion (:func:`shot_noise`).
 
 ``tests/test_corruptions.py`` checks every other entry of :data:`GRAY_FAST` against the
 library's 3-channel path (``corrupt_face(..., reference=True)``), and shot noise's sampler
-against the Poisson distribution and its faces' strength against the library's. Every function takes the upscaled uint8
-gray face, the severity and the face's seed (numpy's global generator is already seeded with it)
-and returns the gray result before the library's final ``np.uint8``.
+against the Poisson distribution and its faces' strength against the library's.
+
+Every function takes the upscaled uint8 gray face, the severity and the face's seed (numpy's
+global generator is already seeded with it) and returns the gray result before the library's
+final ``np.uint8``.
 """
 from __future__ import annotations
 
@@ -41,10 +45,7 @@ def motion_blur(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.nd
     """``imagecorruptions.corruptions._motion_blur`` of a 2-D image: the same taps and float64
     sums, in the same order (bit-equal). Its ``shift`` replicates the edge pixel, which is what
     reading an edge-padded copy gives for shifts up to the kernel width."""
-    from imagecorruptions.corruptions import (
-        getMotionBlurKernel,
-        getOptimalKernelWidth1D,
-    )
+    from imagecorruptions.corruptions import getMotionBlurKernel, getOptimalKernelWidth1D
 
     width = getOptimalKernelWidth1D(radius, sigma)
     kernel = getMotionBlurKernel(width, sigma)
