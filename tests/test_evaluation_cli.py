@@ -126,6 +126,14 @@ def test_evaluate_rejects_unknown_corruption_in_one_line(ferplus, models, tmp_pa
     assert err.count("\n") == 0 and "rain" in err and "gaussian_noise" in err
 
 
+def test_evaluate_rejects_negative_workers_in_one_line(ferplus, models, tmp_path, capsys):
+    code = main(["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(tmp_path),
+                 "--model", str(models[0]), "--workers", "-1"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--workers" in err and "one per core" in err
+
+
 @pytest.fixture(scope="module")
 def small_data(ferplus, tmp_path_factory):
     with np.load(ferplus / "publictest.npz") as d:

@@ -40,7 +40,8 @@ def register(sub) -> dict:
     p.add_argument("--severities", help="comma-separated subset of 1-5 (default: all)")
     p.add_argument("--ldl-severities", help="severities the LDL model is run on (default: the "
                    "highest only, which its claims need; 'all' for every one)")
-    p.add_argument("--workers", type=int, default=0, help="corruption processes (default: one per core)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes: build the corrupted sets and, on a CPU engine, score them "
+                        "(default: one per core)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -72,6 +73,8 @@ def _evaluate(a) -> int:
 
     if a.limit < 0:
         raise ConfigError(f"--limit: {a.limit} is out of range; allowed: 0 (all) or more")
+    if a.workers < 0:
+        raise ConfigError(f"--workers: {a.workers} is out of range; allowed: 0 (one per core) or more")
     out = Path(a.out)
     cache = None if a.no_cache else Path(a.cache) if a.cache else _default_cache(out)
     opts = EvalOptions(

@@ -39,13 +39,18 @@ import cv2
 import numpy as np
 from numba import njit
 
+from ..errors import UarError
+
 # ---- helpers ------------------------------------------------------------------------------
 
 def motion_blur(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.ndarray:
     """``imagecorruptions.corruptions._motion_blur`` of a 2-D image: the same taps and float64
     sums, in the same order (bit-equal). Its ``shift`` replicates the edge pixel, which is what
     reading an edge-padded copy gives for shifts up to the kernel width."""
-    from imagecorruptions.corruptions import getMotionBlurKernel, getOptimalKernelWidth1D
+    from imagecorruptions.corruptions import (
+        getMotionBlurKernel,
+        getOptimalKernelWidth1D,
+    )
 
     width = getOptimalKernelWidth1D(radius, sigma)
     kernel = getMotionBlurKernel(width, sigma)
@@ -91,15 +96,21 @@ def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return i0, i1, coord - i0
 
 
-def clipped_zoom(img: np.ndarray, zoom_factor: float) -> np.ndarray:
-    """``imagecorruptions.corruptions.clipped_zoom`` of a 2-D image (centre crop of
-    ceil(side / z), zoomed by z with linear interpolation; the output is not cropped back)."""
+def _zoom_crop(img: np.ndarray, zoom_factor: float) -> tuple[np.ndarray, int, int]:
+    """clipped_zoom's centre crop of ceil(side / z) and the size scipy zooms it to."""
     h, w = img.shape
     ch0, ch1 = int(np.ceil(h / float(zoom_factor))), int(np.ceil(w / float(zoom_factor)))
     top0, top1 = (h - ch0) // 2, (w - ch1) // 2
-    crop = img[top0:top0 + ch0, top1:top1 + ch1]
-    r0, r1, tr = _linear_taps(ch0, int(round(ch0 * zoom_factor)))
-    c0, c1, tc = _linear_taps(ch1, int(round(ch1 * zoom_factor)))
+    return (img[top0:top0 + ch0, top1:top1 + ch1],
+            int(round(ch0 * zoom_factor)), int(round(ch1 * zoom_factor)))
+
+
+def clipped_zoom(img: np.ndarray, zoom_factor: float) -> np.ndarray:
+    """``imagecorruptions.corruptions.clipped_zoom`` of a 2-D image (the centre crop zoomed by
+    z with linear interpolation; the output is not cropped back)."""
+    crop, n0, n1 = _zoom_crop(img, zoom_factor)
+    r0, r1, tr = _linear_taps(crop.shape[0], n0)
+    c0, c1, tc = _linear_taps(crop.shape[1], n1)
     rows = crop[r0] * (1 - tr)[:, None] + crop[r1] * tr[:, None]
     return rows[:, c0] * (1 - tc) + rows[:, c1] * tc
 
@@ -115,10 +126,8 @@ def zoom_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     h, w = x.shape
     out = np.zeros_like(x)
     for z in factors:
-        ch0, ch1 = int(np.ceil(h / z)), int(np.ceil(w / z))
-        top0, top1 = (h - ch0) // 2, (w - ch1) // 2
-        crop = x[top0:top0 + ch0, top1:top1 + ch1]
-        n0, n1 = int(round(ch0 * z)), int(round(ch1 * z))
+        crop, n0, n1 = _zoom_crop(x, z)
+        ch0, ch1 = crop.shape
         s0, s1 = (ch0 - 1) / max(n0 - 1, 1), (ch1 - 1) / max(n1 - 1, 1)
         m = np.array([[s1, 0.0, 0.0], [0.0, s0, 0.0]], dtype=np.float64)
         layer = cv2.warpAffine(crop, m, (n1, n0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -126,12 +135,6 @@ def zoom_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
         out[:min(h, n0), :min(w, n1)] += layer[:h, :w]
     x = (x + out) / (len(factors) + 1)
     return np.clip(x, 0, 1) * 255
-
-
-def brightness(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
-    # For R = G = B the HSV round trip only adds c to V: the library's own gray branch.
-    from imagecorruptions.corruptions import brightness as lib_brightness
-    return lib_brightness(x, severity)
 
 
 def _library_gray(fn_name: str):
@@ -185,7 +188,8 @@ def _frost_texture(idx: int, h: int, w: int) -> np.ndarray:
     with importlib.resources.as_file(ref) as path:
         tex = cv2.imread(str(path))
     if tex is None:
-        raise RuntimeError(f"imagecorruptions frost texture missing: {ref}")
+        raise UarError(f"imagecorruptions' frost texture is missing or unreadable: {ref} "
+                       "(reinstall imagecorruptions-imaug)")
     fh, fw = tex.shape[:2]
     scale = 1.0
     if fh < h and fw >= w:
@@ -344,7 +348,8 @@ SAME_DISTRIBUTION = {"shot_noise"}
 GRAY_FAST = {
     "glass_blur": glass_blur,
     "zoom_blur": zoom_blur,
-    "brightness": brightness,
+    # for R = G = B the HSV round trip only adds c to V: the gray branch computes just that
+    "brightness": _library_gray("brightness"),
     "defocus_blur": _library_gray("defocus_blur"),
     "contrast": _library_gray("contrast"),
     "fog": _library_gray("fog"),
