@@ -118,20 +118,17 @@ def test_workers_score_their_sets_with_the_same_figures(ferplus, models, tmp_pat
     assert reports["2"]["ldl"]["auroc_entropy"] == reports["1"]["ldl"]["auroc_entropy"]
 
 
-def test_evaluate_rejects_unknown_corruption_in_one_line(ferplus, models, tmp_path, capsys):
+@pytest.mark.parametrize("option, value, named", [
+    ("--corruptions", "rain", ("rain", "gaussian_noise")),  # the bad value and the allowed ones
+    ("--workers", "-1", ("--workers", "one per core")),
+])
+def test_evaluate_rejects_a_bad_option_in_one_line(ferplus, models, tmp_path, capsys,
+                                                   option, value, named):
     code = main(["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(tmp_path),
-                 "--model", str(models[0]), "--corruptions", "rain"])
+                 "--model", str(models[0]), option, value])
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "rain" in err and "gaussian_noise" in err
-
-
-def test_evaluate_rejects_negative_workers_in_one_line(ferplus, models, tmp_path, capsys):
-    code = main(["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(tmp_path),
-                 "--model", str(models[0]), "--workers", "-1"])
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--workers" in err and "one per core" in err
+    assert err.count("\n") == 0 and all(word in err for word in named)
 
 
 @pytest.fixture(scope="module")
