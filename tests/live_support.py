@@ -93,8 +93,8 @@ def make_tiny_model(path: Path, members: int = 2, seed: int = 0) -> Path:
     are meaningless, the pipeline is real)."""
     import torch
 
-    from uar_stream.fused_cnn import CnnArch, FusedCnn
-    from uar_stream.model_store import MANIFEST, Manifest, file_sha256, write_member
+    from uar_stream.model.fused_cnn import CnnArch, FusedCnn
+    from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
 
     arch = CnnArch(stem=8, widths=(8, 16, 16), blocks=(1, 1, 1), dropout=0.0)
     torch.manual_seed(seed)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from uar_stream import FaceResult, Route
-from uar_stream.sources import open_source
+from uar_stream.pipeline.sources import open_source
 
 EXPRESSIONS = {"angry": "anger", "disgusted": "disgust", "fearful": "fear", "happy": "happiness",
                "neutral": "neutral", "sad": "sadness", "surprised": "surprise"}

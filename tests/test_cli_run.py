@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def run_cli(*args, timeout=300):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "uar_stream.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "uar_stream.cli.main", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT, env=env)
 
 

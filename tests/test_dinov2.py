@@ -17,12 +17,12 @@ pytest.importorskip("transformers")
 from safetensors.torch import save_file  # noqa: E402
 from transformers import Dinov2Config, Dinov2Model  # noqa: E402
 
-from uar_stream.backbones.dinov2 import (VIT_S14, DinoV2Arch, DinoV2Ensemble, DinoV2Member,  # noqa: E402
+from uar_stream.model.backbones.dinov2 import (VIT_S14, DinoV2Arch, DinoV2Ensemble, DinoV2Member,  # noqa: E402
                                          init_member_from_backbone, load_backbone_weights)
 from uar_stream.errors import ModelError  # noqa: E402
-from uar_stream.fused_cnn import CnnArch, FusedCnn  # noqa: E402
-from uar_stream.model_store import MANIFEST, Manifest, load_ensemble, write_member  # noqa: E402
-from uar_stream.preprocess import prepare_batch  # noqa: E402
+from uar_stream.model.fused_cnn import CnnArch, FusedCnn  # noqa: E402
+from uar_stream.model.store import MANIFEST, Manifest, load_ensemble, write_member  # noqa: E402
+from uar_stream.model.preprocess import prepare_batch  # noqa: E402
 
 TINY = DinoV2Arch(hidden_size=64, layers=2, heads=2, image_size=56)
 
@@ -54,8 +54,8 @@ def hub_layout_file(path, hidden=64, layers=2, heads=2, image_size=112, prefix="
 
 def tiny_model_dir(path, members=2, seed=0):
     """A random TINY DINOv2 model directory in the shipped format (manifest + member files)."""
-    from uar_stream.backbones.dinov2 import member_file_state
-    from uar_stream.model_store import file_sha256
+    from uar_stream.model.backbones.dinov2 import member_file_state
+    from uar_stream.model.store import file_sha256
 
     torch.manual_seed(seed)
     path.mkdir(parents=True)
@@ -240,7 +240,7 @@ def test_load_ensemble_dispatches_on_backbone(tmp_path):
 
 def test_onnx_export_has_dynamic_batch_and_matches_torch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from uar_stream.engines.graph import UncertaintyGraph
+    from uar_stream.backends.graph import UncertaintyGraph
 
     torch.manual_seed(0)
     graph = UncertaintyGraph(DinoV2Ensemble(3, 8, TINY), temperature=1.5).eval()
@@ -263,7 +263,7 @@ def test_onnx_export_has_dynamic_batch_and_matches_torch(tmp_path):
 
 
 def test_cli_rejects_a_bad_image_size(tmp_path, capsys):
-    from uar_stream.cli import main
+    from uar_stream.cli.main import main
 
     rc = main(["train", "--data", str(tmp_path / "x.npz"), "--out", str(tmp_path / "m"),
                "--backbone", "dinov2", "--image-size", "50"])
@@ -274,8 +274,8 @@ def test_cli_rejects_a_bad_image_size(tmp_path, capsys):
 
 def test_engines_run_a_dinov2_model_dir(tmp_path, ferplus):
     """The model directory alone selects DINOv2: torch and onnxruntime engines agree."""
-    from uar_stream.engines import create_engine
-    from uar_stream.uncertainty import decompose
+    from uar_stream.backends import create_engine
+    from uar_stream.model.uncertainty import decompose
 
     d = tiny_model_dir(tmp_path / "dinov2", members=2)
     images, _ = faces(ferplus, 6)

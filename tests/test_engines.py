@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from uar_stream.engines import create_engine
-from uar_stream.engines.export import (OPSET, artifact_key, ensure_onnx, load_graph, onnx_path,
+from uar_stream.backends import create_engine
+from uar_stream.backends.export import (OPSET, artifact_key, ensure_onnx, load_graph, onnx_path,
                                        read_onnx_metadata)
-from uar_stream.engines.graph import INPUT_NAME, OUTPUT_NAMES
-from uar_stream.engines.onnxruntime_backend import OnnxRuntimeEngine
+from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES
+from uar_stream.backends.onnxruntime_backend import OnnxRuntimeEngine
 from uar_stream.errors import ConfigError
-from uar_stream.fused_cnn import CnnArch, FusedCnn, split_members
-from uar_stream.model_store import MANIFEST, Manifest, file_sha256, write_member
-from uar_stream.preprocess import prepare_batch
-from uar_stream.uncertainty import decompose
+from uar_stream.model.fused_cnn import CnnArch, FusedCnn, split_members
+from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
+from uar_stream.model.preprocess import prepare_batch
+from uar_stream.model.uncertainty import decompose
 
 from conftest import DEFAULT_MODEL, FERPLUS
 
@@ -132,7 +132,7 @@ def test_graph_uncertainties_equal_numpy_decomposition(ort_engine, graph, faces)
 
 
 def test_auto_chooses_onnxruntime_here_and_says_why(model_dir, caplog):
-    from uar_stream.engines import tensorrt_backend
+    from uar_stream.backends import tensorrt_backend
 
     if CUDA or tensorrt_backend.available() is None:
         pytest.skip("a GPU backend is usable here; auto would rightly prefer it")
@@ -209,7 +209,7 @@ def test_fp16_export_is_close_to_fp32(model_dir, graph, faces):
 
 
 def test_explicit_backends_that_cannot_run_fail_in_one_line(model_dir):
-    from uar_stream.engines import tensorrt_backend
+    from uar_stream.backends import tensorrt_backend
 
     cases = [dict(backend="onnxruntime", precision="bf16"), dict(backend="tpu"),
              dict(backend="auto", max_batch=0)]
@@ -235,8 +235,8 @@ def test_a_broken_model_is_a_model_error_not_a_backend_fallback(tmp_path, model_
 
 
 def test_build_engine_command_writes_and_prints_the_onnx(tmp_path, model_dir, capsys):
-    from uar_stream.cli import main
-    from uar_stream.engines import tensorrt_backend
+    from uar_stream.cli.main import main
+    from uar_stream.backends import tensorrt_backend
 
     model = tmp_path / "model"
     shutil.copytree(model_dir, model, ignore=shutil.ignore_patterns("onnx", "cache"))
@@ -263,7 +263,7 @@ def test_torch_cuda_matches_cpu_with_graph_buckets(model_dir, graph, faces, prec
 
 
 def test_tensorrt_engine_matches_torch(tmp_path, model_dir, graph, faces):
-    from uar_stream.engines import tensorrt_backend
+    from uar_stream.backends import tensorrt_backend
 
     why = tensorrt_backend.available()
     if why:

@@ -2,8 +2,8 @@
 the report has a row per (backend, mode, batch) plus the fused/looped ratio."""
 import numpy as np
 
-from uar_stream.engines.bench import LoopedEngine, format_table, random_model, run_bench, split_graph
-from uar_stream.engines.torch_backend import TorchEngine
+from uar_stream.backends.bench import LoopedEngine, format_table, random_model, run_bench, split_graph
+from uar_stream.backends.torch_backend import TorchEngine
 
 
 def test_looped_members_equal_the_fused_graph():
@@ -34,7 +34,7 @@ def test_bench_report_rows_and_speedups():
 
 
 def test_flops_per_face_matches_the_hand_count_and_fusion_adds_none():
-    from uar_stream.engines.bench import flops_per_face
+    from uar_stream.backends.bench import flops_per_face
 
     # The shipped arch by hand: stem 1->32 at 48^2, then per stage a stride-2 block
     # (3x3 conv, 3x3 conv, 1x1 skip) at 24^2, 12^2, 6^2, and the 192->8 head.

@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 
-from uar_stream.cli import main
+from uar_stream.cli.main import main
 from uar_stream.config import load_config
 from uar_stream.evaluation.evaluate import ambiguous_mask
 from uar_stream.evaluation.predict import Predictor
-from uar_stream.fused_cnn import CnnArch, FusedCnn
+from uar_stream.model.fused_cnn import CnnArch, FusedCnn
 from uar_stream.labels import emotion_rows
-from uar_stream.model_store import MANIFEST, Manifest, file_sha256, write_member
-from uar_stream.routing import Route, Router
+from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
+from uar_stream.pipeline.routing import Route, Router
 
 SMALL = CnnArch(stem=8, widths=(8, 16, 16), blocks=(1, 1, 1), dropout=0.0)
 

@@ -15,7 +15,7 @@ import pytest
 from live_support import RtspServer, SlowEngine, make_tiny_model, read_video_frames
 from uar_stream import Analyzer, load_config
 from uar_stream.errors import SourceError
-from uar_stream.runner import run
+from uar_stream.pipeline.run import run
 
 pytest.importorskip("aio_rtsp_toolkit.server")
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def test_cli_exits_cleanly_when_reconnects_are_exhausted(tmp_path, media, model_
                    "  backoff_max_s: 0.4\n  reconnect_attempts: 2\n  read_timeout_s: 2.0\n")
     ev_path, out = tmp_path / "e.jsonl", tmp_path / "o.avi"
     with RtspServer(tmp_path / "srv", [media / CLIP]) as srv:
-        p = subprocess.Popen([sys.executable, "-m", "uar_stream.cli", "run", "--config", str(cfg),
+        p = subprocess.Popen([sys.executable, "-m", "uar_stream.cli.main", "run", "--config", str(cfg),
                               "--source", srv.url(CLIP, userinfo="admin:hunter2"), "--output", str(out),
                               "--events", str(ev_path), "--face-events", "every_frame"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
@@ -174,7 +174,7 @@ def test_slow_consumer_on_a_live_source_keeps_latency_bounded(tmp_path, media, m
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_mid_file_leaves_playable_video_and_complete_events(tmp_path, media, model_dir, sig):
     ev_path, out = tmp_path / "e.jsonl", tmp_path / "o.mp4"
-    p = subprocess.Popen([sys.executable, "-m", "uar_stream.cli", "run", "--model", str(model_dir),
+    p = subprocess.Popen([sys.executable, "-m", "uar_stream.cli.main", "run", "--model", str(model_dir),
                           "--source", str(media / "lp_driving_d3.mp4"), "--output", str(out),
                           "--events", str(ev_path), "--face-events", "every_frame"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

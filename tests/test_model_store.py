@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from uar_stream.errors import ModelError
-from uar_stream.fused_cnn import CnnArch, FusedCnn, join_members, split_members
-from uar_stream.model_store import MANIFEST, load_fused
+from uar_stream.model.fused_cnn import CnnArch, FusedCnn, join_members, split_members
+from uar_stream.model.store import MANIFEST, load_fused
 
 from live_support import make_tiny_model as make_model_dir  # the same small architecture as SMALL
 

@@ -5,11 +5,11 @@ import pytest
 
 from uar_stream.config import OverlayConfig
 from uar_stream.errors import SinkError
-from uar_stream.events import EventLog
+from uar_stream.pipeline.sinks.events import EventLog
 from uar_stream.labels import CLASSES
-from uar_stream.overlay import Overlay, label_text
-from uar_stream.results import FaceResult
-from uar_stream.routing import Route
+from uar_stream.pipeline.overlay import Overlay, label_text
+from uar_stream.flow import FaceResult
+from uar_stream.pipeline.routing import Route
 
 
 def face(route, probs=None, box=(100, 100, 200, 220)):

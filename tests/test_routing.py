@@ -1,6 +1,6 @@
 import numpy as np
 
-from uar_stream.routing import Route, Router, SingleUncertaintyRouter
+from uar_stream.pipeline.routing import Route, Router, SingleUncertaintyRouter
 
 
 def test_uar_routes_by_the_right_uncertainty():

@@ -5,10 +5,10 @@ import time
 import pytest
 
 from live_support import RtspServer
-from uar_stream.capture import EndOfStream, FrameBuffer, LinkEvent, ReconnectingReader, capture_loop, resolve_policy
+from uar_stream.pipeline.capture import EndOfStream, FrameBuffer, LinkEvent, ReconnectingReader, capture_loop, resolve_policy
 from uar_stream.config import SourceConfig
 from uar_stream.errors import SourceError
-from uar_stream.sources import Frame, is_live_spec, open_source, redact
+from uar_stream.pipeline.sources import Frame, is_live_spec, open_source, redact
 
 pytest.importorskip("aio_rtsp_toolkit.server")
 

@@ -8,10 +8,10 @@ import pytest
 from live_support import make_tiny_model
 from uar_stream import Analyzer, load_config
 from uar_stream.config import TrackingConfig
-from uar_stream.results import FaceResult
-from uar_stream.routing import Route, Router
-from uar_stream.sources import open_source
-from uar_stream.tracking import FaceTracker, iou_matrix
+from uar_stream.flow import FaceResult
+from uar_stream.pipeline.routing import Route, Router
+from uar_stream.pipeline.sources import open_source
+from uar_stream.pipeline.tracking import FaceTracker, iou_matrix
 
 CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 ROUTER = Router(tau_epistemic=0.05, tau_aleatoric=0.9)

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from uar_stream.cli import main
-from uar_stream.model_store import load_fused
+from uar_stream.cli.main import main
+from uar_stream.model.store import load_fused
 from uar_stream.training.augment import AugmentConfig, augment
-from uar_stream.training.data import calibration_split, image_hashes, load_npz, training_faces
+from uar_stream.datasets.ferplus import calibration_split, image_hashes, load_npz, training_faces
 
 pytestmark = pytest.mark.slow
 

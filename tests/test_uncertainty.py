@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from uar_stream.uncertainty import decompose, entropy, normalise
+from uar_stream.model.uncertainty import decompose, entropy, normalise
 
 
 def test_identical_members_have_zero_epistemic():

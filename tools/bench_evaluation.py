@@ -20,7 +20,7 @@ import numpy as np
 from uar_stream.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt_faces
 from uar_stream.evaluation.predict import Predictor
 from uar_stream.labels import emotion_rows
-from uar_stream.training.data import load_npz
+from uar_stream.datasets.ferplus import load_npz
 
 
 def corruption_cpu(images: np.ndarray) -> dict[str, float]:

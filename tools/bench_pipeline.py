@@ -23,10 +23,10 @@ import cv2
 import numpy as np
 
 from uar_stream import Analyzer
-from uar_stream.analyzer import FaceBatch
-from uar_stream.faces import align_face, to_bgr
-from uar_stream.sinks import VideoSink
-from uar_stream.sources import open_source
+from uar_stream.pipeline.analyzer import FaceBatch
+from uar_stream.pipeline.faces import align_face, to_bgr
+from uar_stream.pipeline.sinks.video import VideoSink
+from uar_stream.pipeline.sources import open_source
 
 STAGES = ("decode", "detect", "align", "infer", "route_draw", "encode")
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"

@@ -15,9 +15,9 @@ import sys
 import cv2
 import numpy as np
 
-from uar_stream.faces import FaceDetector, align_face, to_bgr
-from uar_stream.preprocess import INPUT_SIZE
-from uar_stream.sources import open_source
+from uar_stream.pipeline.faces import FaceDetector, align_face, to_bgr
+from uar_stream.model.preprocess import INPUT_SIZE
+from uar_stream.pipeline.sources import open_source
 
 
 def collect(sources: list[str], every: int, max_faces: int, detector: str,

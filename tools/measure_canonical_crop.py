@@ -17,7 +17,7 @@ import os
 import cv2
 import numpy as np
 
-from uar_stream.faces import ALIGN_POINTS, FaceDetector, align_face, to_bgr
+from uar_stream.pipeline.faces import ALIGN_POINTS, FaceDetector, align_face, to_bgr
 
 UP, PAD = 4, 64
 

@@ -1,11 +1,11 @@
 """uar-stream: facial-expression analysis that tells ambiguous faces from unfamiliar ones."""
-from .analyzer import Analyzer
-from .config import AnalyzerConfig, load_config
-from .engines.base import EnsembleOutput
-from .errors import ConfigError, DataError, ModelError, SinkError, SourceError, UarError
-from .results import FaceResult
-from .routing import Route, Router, SingleUncertaintyRouter
-from .uncertainty import decompose
+from uar_stream.pipeline.analyzer import Analyzer
+from uar_stream.config import AnalyzerConfig, load_config
+from uar_stream.backends.base import EnsembleOutput
+from uar_stream.errors import ConfigError, DataError, ModelError, SinkError, SourceError, UarError
+from uar_stream.flow import FaceResult
+from uar_stream.pipeline.routing import Route, Router, SingleUncertaintyRouter
+from uar_stream.model.uncertainty import decompose
 
 __all__ = ["Analyzer", "AnalyzerConfig", "ConfigError", "DataError", "EnsembleOutput",
            "FaceResult", "ModelError", "Route", "Router", "SingleUncertaintyRouter",

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from uar_stream.errors import ConfigError
 
 
 def _opt(default, *, choices=None, lo=None, hi=None, doc=""):

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .. import __version__
-from ..config import AnalyzerConfig, load_config
-from ..errors import ConfigError, DataError, SinkError
-from ..labels import emotion_rows
-from ..training.data import FaceSet, load_npz
-from .evaluate import ambiguous_mask
-from .predict import Predictor
-from .retention import threshold_for_rate
+from uar_stream import __version__
+from uar_stream.config import AnalyzerConfig, load_config
+from uar_stream.errors import ConfigError, DataError, SinkError
+from uar_stream.labels import emotion_rows
+from uar_stream.datasets.ferplus import FaceSet, load_npz
+from uar_stream.evaluation.evaluate import ambiguous_mask
+from uar_stream.evaluation.predict import Predictor
+from uar_stream.evaluation.retention import threshold_for_rate
 
 
 @dataclass

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from numba import njit
 
-from ..errors import UarError
+from uar_stream.errors import UarError
 
 # ---- helpers ------------------------------------------------------------------------------
 

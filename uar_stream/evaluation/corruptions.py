@@ -20,7 +20,7 @@ import zlib
 import cv2
 import numpy as np
 
-from .corruption_fast import GRAY_FAST
+from uar_stream.evaluation.corruption_fast import GRAY_FAST
 
 #: The 15 ImageNet-C corruption types, in the benchmark's order (noise, blur, weather, digital).
 CORRUPTIONS: tuple[str, ...] = (

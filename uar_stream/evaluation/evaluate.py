@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .. import __version__
-from ..labels import emotion_rows, majority_label, vote_entropy
-from ..training.data import load_npz
-from . import metrics
-from .corruptions import CORRUPTIONS, SEVERITIES
-from .predict import CPU_ENGINES, Predictor, Scores, SetScorer
-from .retention import retention_curve
-from .sets import RESAMPLE, generate, set_key
+from uar_stream import __version__
+from uar_stream.labels import emotion_rows, majority_label, vote_entropy
+from uar_stream.datasets.ferplus import load_npz
+from uar_stream import metrics
+from uar_stream.evaluation.corruptions import CORRUPTIONS, SEVERITIES
+from uar_stream.evaluation.predict import CPU_ENGINES, Predictor, Scores, SetScorer
+from uar_stream.evaluation.retention import retention_curve
+from uar_stream.evaluation.sets import RESAMPLE, generate, set_key
 
 log = logging.getLogger("uar_stream.evaluation")
 

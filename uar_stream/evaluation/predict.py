@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engines import create_engine
-from ..model_store import MANIFEST, read_manifest
-from ..preprocess import prepare_batch
-from .sets import save_atomic
+from uar_stream.backends import create_engine
+from uar_stream.model.store import MANIFEST, read_manifest
+from uar_stream.model.preprocess import prepare_batch
+from uar_stream.evaluation.sets import save_atomic
 
 _FIELDS = ("mean_probs", "total", "aleatoric", "epistemic")
 

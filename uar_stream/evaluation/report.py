@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SinkError
-from . import plots
+from uar_stream.errors import SinkError
+from uar_stream.evaluation import plots
 
 #: The reference figures (DINOv2 ensemble, in the paper) that the report compares against.
 REFERENCE = {

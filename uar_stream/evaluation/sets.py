@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .corruptions import PIPELINE_VERSION, corrupt_faces, images_key, resample_only
+from uar_stream.evaluation.corruptions import PIPELINE_VERSION, corrupt_faces, images_key, resample_only
 
 log = logging.getLogger("uar_stream.evaluation")
 

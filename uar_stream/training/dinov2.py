@@ -21,16 +21,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..backbones.dinov2 import (VIT_S14, DinoV2Arch, DinoV2Ensemble, DinoV2Member, init_member_from_backbone,
+from uar_stream.model.backbones.dinov2 import (VIT_S14, DinoV2Arch, DinoV2Ensemble, DinoV2Member, init_member_from_backbone,
                                 load_backbone_weights, load_member_file_state, member_file_state)
-from ..errors import ConfigError
-from ..model_store import Manifest, file_sha256, write_member
-from ..preprocess import prepare_batch
-from .augment import AugmentConfig, augment
-from .checkpoint import resume, save, start_member
-from .data import FaceSet, calibration_split, load_npz, training_faces
-from .report import fit_temperature
-from .trainer import _loss, print_summary, split_metrics, validate_common, write_model_dir
+from uar_stream.errors import ConfigError
+from uar_stream.model.store import Manifest, file_sha256, write_member
+from uar_stream.model.preprocess import prepare_batch
+from uar_stream.training.augment import AugmentConfig, augment
+from uar_stream.training.checkpoint import resume, save, start_member
+from uar_stream.datasets.ferplus import FaceSet, calibration_split, load_npz, training_faces
+from uar_stream.training.report import fit_temperature
+from uar_stream.training.trainer import _loss, print_summary, split_metrics, validate_common, write_model_dir
 
 log = logging.getLogger("uar_stream.train")
 

@@ -5,9 +5,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
-from ..evaluation.metrics import accuracy, ece, spearman
-from ..labels import majority_label, vote_entropy
-from ..uncertainty import decompose, entropy
+from uar_stream.metrics import accuracy, ece, spearman
+from uar_stream.labels import majority_label, vote_entropy
+from uar_stream.model.uncertainty import decompose, entropy
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

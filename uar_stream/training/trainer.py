@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import ConfigError
-from ..fused_cnn import CnnArch, FusedCnn, join_members
-from ..model_store import MANIFEST, Manifest, file_sha256, write_member
-from ..preprocess import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, prepare_batch
-from .augment import AugmentConfig, augment
-from .checkpoint import resume, save, start_member
-from .data import FaceSet, calibration_split, load_npz, training_faces
-from .report import evaluate_members, fit_temperature
+from uar_stream.errors import ConfigError
+from uar_stream.model.fused_cnn import CnnArch, FusedCnn, join_members
+from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
+from uar_stream.model.preprocess import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, prepare_batch
+from uar_stream.training.augment import AugmentConfig, augment
+from uar_stream.training.checkpoint import resume, save, start_member
+from uar_stream.datasets.ferplus import FaceSet, calibration_split, load_npz, training_faces
+from uar_stream.training.report import evaluate_members, fit_temperature
 
 log = logging.getLogger("uar_stream.train")
 

@@ -1,2 +1,0 @@
-"""Backbones other than the fused CNN (``manifest.backbone``): the registry lives in
-:func:`uar_stream.model_store.load_ensemble`, which dispatches on the manifest."""

@@ -1,0 +1,219 @@
+"""Export the uncertainty graph to ONNX: one self-contained file per model and precision.
+
+Files live in ``<model_dir>/onnx/<key>-<precision>.onnx`` (gitignored cache). ``key`` is
+:func:`uar_stream.model.store.model_id`, so retrained weights get a new file; files of other
+keys are deleted when a new one is written. A file is reused only if it loads, passes
+``onnx.checker`` and carries the metadata this code writes (model key, graph version,
+precision); anything else (truncated, corrupt, older graph) is rebuilt, with a warning.
+
+Exporter: torch's TorchScript-based exporter (``dynamo=False``). On torch 2.13 it needs no
+extra package, exports the grouped-conv ensemble in ~1.5 s (the dynamo exporter needs
+``onnxscript`` + ``onnx-ir`` and took ~10 s), folds BatchNorm into the convs, and its output
+matches torch to 4e-7 with a dynamic batch axis; onnxruntime runs both files equally fast.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from uar_stream.errors import ConfigError, ModelError
+from uar_stream.model.store import Manifest, file_sha256, load_ensemble, model_id, read_manifest
+from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES, UncertaintyGraph
+
+log = logging.getLogger("uar_stream.engine")
+
+#: Precisions an ONNX file can be written in. fp16: member weights and convs in fp16,
+#: input, outputs and the uncertainty math in fp32 (what a strongly typed TensorRT build runs).
+PRECISIONS = ("fp32", "fp16")
+#: ONNX opset: 17 is well covered by onnxruntime >= 1.14 and TensorRT 10's parser.
+OPSET = 17
+#: Bump when the exported graph changes (graph.py's math, fused_cnn's layers): cached files
+#: of an older graph are then rebuilt.
+GRAPH_VERSION = "2"
+_META_PREFIX = "uar_stream."
+_ARTIFACT_RE = re.compile(r"^[0-9a-f]{12}-(fp32|fp16)\.onnx$")
+
+
+def load_graph(model_dir: str | Path) -> tuple[UncertaintyGraph, Manifest]:
+    """Model directory -> (the eval-mode fp32 uncertainty graph, its manifest); any backbone
+    :func:`uar_stream.model.store.load_ensemble` knows (the fused CNN, DINOv2)."""
+    fused, man = load_ensemble(model_dir)
+    return UncertaintyGraph(fused, man.temperature).eval(), man
+
+
+def artifact_key(model_dir: str | Path) -> str:
+    """12-hex key naming built artifacts: the model id, which hashes the manifest and with it
+    the weights' sha256; weights the manifest does not hash are hashed here too, so changed
+    weights never reuse a stale engine."""
+    model_dir = Path(model_dir)
+    man = read_manifest(model_dir)
+    key = model_id(model_dir)
+    unhashed = [f for f in man.files if f not in man.sha256]
+    if not unhashed:
+        return key
+    h = hashlib.sha256(key.encode())
+    for name in unhashed:
+        path = model_dir / name
+        h.update(file_sha256(path).encode() if path.is_file() else b"missing")
+    return h.hexdigest()[:12]
+
+
+def cache_dir(model_dir: str | Path, sub: str, key: str) -> Path:
+    """``<model_dir>/<sub>``, or ``~/.cache/uar-stream/<key>/<sub>`` when the model directory
+    cannot be written (an installed, read-only package)."""
+    d = Path(model_dir) / sub
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if os.access(d, os.W_OK):
+            return d
+    except OSError:
+        pass
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "uar-stream" / key / sub
+    log.info("engine: %s is not writable; caching built engines in %s", d, root)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def onnx_path(model_dir: str | Path, precision: str = "fp32") -> Path:
+    """Where the ONNX file of this model and precision lives (it may not exist yet)."""
+    _check_precision(precision)
+    key = artifact_key(model_dir)
+    return cache_dir(model_dir, "onnx", key) / f"{key}-{precision}.onnx"
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"engine.precision: {precision!r} cannot be exported to ONNX; "
+                          f"allowed: {', '.join(PRECISIONS)}")
+
+
+def _graph_for(graph: UncertaintyGraph, precision: str) -> UncertaintyGraph:
+    if precision == "fp32":
+        return graph
+    g = copy.deepcopy(graph)
+    g.fused.half()  # only the members: the temperature and the entropies stay fp32
+    return g.eval()
+
+
+def export_onnx(graph: UncertaintyGraph, path: str | Path, input_size: int,
+                precision: str = "fp32", metadata: dict[str, str] | None = None) -> Path:
+    """Write ``graph`` to ``path`` (atomically: a temp file, checked, then renamed).
+
+    Input ``faces`` float32 (B, 1, S, S); outputs as :data:`OUTPUT_NAMES`, batch axis dynamic.
+    """
+    import onnx
+
+    _check_precision(precision)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    g = _graph_for(graph, precision)
+    dummy = torch.zeros(2, 1, input_size, input_size)
+    axes = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            # The legacy exporter warns that it is legacy, and the tracer that
+            # ``x.shape[1] == 1`` is frozen: the input always has one channel.
+            warnings.simplefilter("ignore")
+            with torch.no_grad():
+                torch.onnx.export(g, (dummy,), str(tmp), dynamo=False, opset_version=OPSET,
+                                  input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                                  dynamic_axes=axes, do_constant_folding=True)
+        model = onnx.load(str(tmp))
+        meta = {"graph_version": GRAPH_VERSION, "precision": precision,
+                "members": str(graph.members), "input_size": str(input_size), **(metadata or {})}
+        onnx.helper.set_model_props(model, {_META_PREFIX + k: str(v) for k, v in meta.items()})
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, str(tmp))  # < 2 GiB: initializers stay inside the one file
+        publish(tmp, path)
+    except Exception as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ModelError(f"{path}: cannot write the ONNX file ({e})") from None
+        raise
+    log.info("engine: exported %s (%s) in %.1f s", path, precision, time.perf_counter() - t0)
+    return path
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Move a finished temp file into place atomically, world-readable (mkstemp creates 0600
+    files; other users of a shared model directory must be able to read the cache)."""
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ``uar_stream.*`` metadata of an exported file (without the prefix)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key[len(_META_PREFIX):]: p.value for p in model.metadata_props
+            if p.key.startswith(_META_PREFIX)}
+
+
+def check_onnx(path: str | Path, expected: dict[str, str]) -> str | None:
+    """None if ``path`` is a valid export with this metadata; else why it is not."""
+    import onnx
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(model, full_check=False)
+    except Exception as e:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
+        return f"not a valid ONNX file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    names_in = [i.name for i in model.graph.input]
+    names_out = [o.name for o in model.graph.output]
+    if names_in != [INPUT_NAME] or names_out != list(OUTPUT_NAMES):
+        return f"inputs {names_in} / outputs {names_out} are not the uncertainty graph's"
+    meta = {p.key[len(_META_PREFIX):]: p.value for p in model.metadata_props
+            if p.key.startswith(_META_PREFIX)}
+    for k, v in expected.items():
+        if meta.get(k) != str(v):
+            return f"metadata {k} is {meta.get(k)!r}, expected {v!r}"
+    return None
+
+
+def ensure_onnx(model_dir: str | Path, precision: str = "fp32",
+                graph: UncertaintyGraph | None = None) -> Path:
+    """The checked ONNX file for this model and precision, exported if missing or invalid."""
+    _check_precision(precision)
+    model_dir = Path(model_dir)
+    path = onnx_path(model_dir, precision)
+    key = path.name.split("-")[0]
+    expected = {"model_id": key, "graph_version": GRAPH_VERSION, "precision": precision}
+    if path.exists():
+        reason = check_onnx(path, expected)
+        if reason is None:
+            log.debug("engine: reusing %s", path)
+            return path
+        log.warning("engine: rebuilding %s: %s", path, reason)
+    if graph is None:
+        graph, man = load_graph(model_dir)
+    else:
+        man = read_manifest(model_dir)
+    export_onnx(graph, path, man.input_size, precision, {"model_id": key})
+    _remove_stale(path.parent, key)
+    reason = check_onnx(path, expected)
+    if reason is not None:  # an export that fails its own check is a bug, not user error
+        raise ModelError(f"{path}: freshly exported file is invalid: {reason}")
+    return path
+
+
+def _remove_stale(folder: Path, key: str) -> None:
+    """Delete exports of other model versions (only files named like ours)."""
+    for f in folder.iterdir():
+        if _ARTIFACT_RE.match(f.name) and not f.name.startswith(key + "-"):
+            log.info("engine: removing stale %s", f)
+            f.unlink(missing_ok=True)

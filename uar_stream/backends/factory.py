@@ -1,0 +1,152 @@
+"""create_engine: pick and build a backend for a model directory.
+
+``backend='auto'`` tries, in order: tensorrt (CUDA), torch-cuda, onnxruntime (CPU), torch-cpu,
+and logs ONE warning line naming the choice and why each earlier candidate was skipped. An
+explicit backend that cannot run raises a one-line ConfigError instead of falling back.
+fp16/bf16 are GPU precisions: when auto lands on a CPU backend it runs fp32 and says so.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from uar_stream.errors import ConfigError, ModelError, UarError
+from uar_stream.model.store import Manifest, read_manifest
+from uar_stream.backends import onnxruntime_backend, tensorrt_backend
+from uar_stream.backends.base import Engine
+from uar_stream.backends.export import ensure_onnx, load_graph
+from uar_stream.backends.torch_backend import TorchEngine, cuda_available
+
+log = logging.getLogger("uar_stream.engine")
+
+BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class _Request:
+    model_dir: Path
+    manifest: Manifest
+    device: str
+    precision: str
+    max_batch: int
+    threads: int
+
+
+def _tensorrt(r: _Request) -> Engine:
+    if r.device == "cpu":
+        raise ConfigError("engine.device: tensorrt runs on cuda only; use device auto or cuda")
+    if why := tensorrt_backend.available():
+        raise ConfigError(f"engine.backend: tensorrt cannot run here: {why}")
+    m = r.manifest
+    for attempt in (1, 2):
+        plan = tensorrt_backend.ensure_plan(r.model_dir, r.precision, r.max_batch)
+        try:
+            return tensorrt_backend.TensorRTEngine(plan, m.members, len(m.classes), m.input_size,
+                                                   r.max_batch, precision=r.precision)
+        except ModelError as e:  # a corrupt or truncated cached plan: rebuild it once
+            if attempt == 2:
+                raise
+            log.warning("engine: rebuilding %s: %s", plan, e)
+            plan.unlink(missing_ok=True)
+    raise AssertionError("unreachable")
+
+
+def _torch(r: _Request, device: str) -> Engine:
+    if device == "cuda" and (why := cuda_available()):
+        raise ConfigError(f"engine.device: cuda is not usable by torch: {why}")
+    graph, m = load_graph(r.model_dir)
+    return TorchEngine(graph, m.members, len(m.classes), device, r.precision, r.max_batch,
+                       r.threads, m.input_size)
+
+
+def _onnxruntime(r: _Request) -> Engine:
+    if why := onnxruntime_backend.available():
+        raise ConfigError(f"engine.backend: onnxruntime cannot run here: {why}")
+    if r.precision not in ("fp32", "fp16"):
+        raise ConfigError(f"engine.precision: {r.precision!r} is not supported by onnxruntime; "
+                          "allowed: fp32, fp16")
+    device = "cuda" if r.device == "cuda" else "cpu"
+    path = ensure_onnx(r.model_dir, r.precision)
+    m = r.manifest
+    return onnxruntime_backend.OnnxRuntimeEngine(path, m.members, len(m.classes), m.input_size,
+                                                 device, r.max_batch, r.threads)
+
+
+def _auto_candidates(r: _Request) -> list[tuple[str, Callable[[], Engine] | None, str]]:
+    """(name, builder or None, why skipped) in preference order."""
+    cpu_req = _Request(r.model_dir, r.manifest, "cpu", "fp32", r.max_batch, r.threads)
+    out: list[tuple[str, Callable[[], Engine] | None, str]] = []
+    gpu_why = "engine.device is cpu" if r.device == "cpu" else cuda_available()
+    trt_why = tensorrt_backend.available() or gpu_why  # available() names the missing package first
+    if not trt_why and r.precision == "bf16":
+        trt_why = "precision bf16 is not supported by tensorrt here (fp32, fp16)"
+    out.append(("tensorrt", None if trt_why else (lambda: _tensorrt(r)), trt_why or ""))
+    out.append(("torch-cuda", None if gpu_why else (lambda: _torch(r, "cuda")), gpu_why or ""))
+    cpu_why = "engine.device is cuda" if r.device == "cuda" else None
+    ort_why = cpu_why or onnxruntime_backend.available()
+    out.append(("onnxruntime", None if ort_why else (lambda: _onnxruntime(cpu_req)), ort_why or ""))
+    out.append(("torch-cpu", None if cpu_why else (lambda: _torch(cpu_req, "cpu")), cpu_why or ""))
+    return out
+
+
+def _auto(r: _Request) -> Engine:
+    skipped: list[str] = []
+    for name, build, why in _auto_candidates(r):
+        if build is None:
+            skipped.append(f"{name} ({why})")
+            continue
+        try:
+            eng = build()
+        except ModelError as e:
+            if name != "tensorrt":  # a broken model directory is no reason to try another backend
+                raise
+            skipped.append(f"{name} (failed: {str(e).splitlines()[0]})")  # e.g. an unparsable graph
+            continue
+        except (UarError, RuntimeError, OSError) as e:
+            skipped.append(f"{name} (failed: {str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            continue
+        detail = _describe(eng)
+        if r.precision != "fp32" and not name.endswith("cuda") and name != "tensorrt":
+            detail += f"; precision {r.precision} is for GPU backends, running fp32"
+        log.warning("engine: backend auto chose %s (%s); skipped: %s", eng.name, detail,
+                    "; ".join(skipped) or "none")
+        return eng
+    raise ConfigError("engine.backend: auto found no usable backend: " + "; ".join(skipped))
+
+
+def _describe(eng: Engine) -> str:
+    parts = [f"max batch {getattr(eng, 'max_batch', '?')}"]
+    if hasattr(eng, "threads"):
+        parts.append(f"{eng.threads} threads")
+    for attr in ("onnx_path", "plan_file"):
+        if hasattr(eng, attr):
+            parts.append(str(getattr(eng, attr)))
+    return ", ".join(parts)
+
+
+def create_engine(model_dir: str | Path, backend: str = "auto", device: str = "auto",
+                  precision: str = "fp32", max_batch: int = 64, threads: int = 0) -> Engine:
+    """Build the engine for a model directory (config keys engine.*)."""
+    for key, value, allowed in (("backend", backend, BACKENDS), ("device", device, DEVICES),
+                                ("precision", precision, PRECISIONS)):
+        if value not in allowed:
+            raise ConfigError(f"engine.{key}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+    if max_batch < 1:
+        raise ConfigError(f"engine.max_batch: {max_batch} must be >= 1")
+    model_dir = Path(model_dir)
+    r = _Request(model_dir, read_manifest(model_dir), device, precision, max_batch, threads)
+    if backend == "auto":
+        return _auto(r)
+    if backend == "tensorrt":
+        eng = _tensorrt(r)
+    elif backend == "onnxruntime":
+        eng = _onnxruntime(r)
+    else:
+        dev = device if device != "auto" else ("cpu" if cuda_available() else "cuda")
+        eng = _torch(r, dev)
+    log.info("engine: %s (%s)", eng.name, _describe(eng))
+    return eng

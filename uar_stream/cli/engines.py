@@ -1,0 +1,84 @@
+"""Subcommands of this stage (registered in uar_stream/cli.py): build-engine, bench-engines."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def register(sub) -> dict:
+    """Add this module's subcommands to ``sub``; return {name: handler(args) -> exit code}."""
+    p = sub.add_parser("build-engine", help="export the model to ONNX (and a TensorRT plan when "
+                                            "TensorRT is installed); prints the paths")
+    p.add_argument("--model", default="engines/default", help="model directory")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                   help="fp16: half-precision convs, fp32 input/outputs/uncertainties")
+    p.add_argument("--max-batch", type=int, default=64, help="TensorRT profile's largest batch")
+    p.add_argument("--force", action="store_true", help="rebuild even if cached files are valid")
+    b = sub.add_parser("bench-engines", help="faces/s and latency per backend and batch, "
+                                             "fused vs looped ensemble members")
+    add_bench_arguments(b)
+    return {"build-engine": _cmd_build_engine, "bench-engines": _cmd_bench}
+
+
+def add_bench_arguments(p) -> None:
+    """Options of bench-engines (shared with tools/bench_engines.py)."""
+    p.add_argument("--model", action="append", default=[],
+                   help="model directory to time (repeatable; default: engines/default if present)")
+    p.add_argument("--random-members", type=int, default=5,
+                   help="also time a random-weight model with this many members and the shipped "
+                        "architecture (0: no)")
+    p.add_argument("--dinov2", type=int, default=0, metavar="M",
+                   help="also time the DINOv2 configuration with M random-weight ViT-S/14 members "
+                        "at batches 1 and 8 (needs the dinov2 extra; slow on CPU)")
+    p.add_argument("--batches", default="1,8,32,64", help="comma-separated batch sizes")
+    p.add_argument("--backends", help="comma-separated subset of onnxruntime,torch-cpu,torch-cuda,tensorrt")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                   help="GPU backends' precision (CPU backends run fp32)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: backend default)")
+    p.add_argument("--budget-s", type=float, default=2.0, help="seconds of timing per cell")
+    p.add_argument("--no-looped", action="store_true", help="skip the looped-members variant")
+    p.add_argument("--json", help="write the report as JSON here")
+
+
+def _cmd_bench(a) -> int:
+    from uar_stream.backends.bench import run_from_args
+
+    return run_from_args(a)
+
+
+def _cmd_build_engine(a) -> int:
+    import torch
+
+    from uar_stream.pipeline.analyzer import resolve_model_path
+    from uar_stream.errors import ConfigError
+    from uar_stream.backends import tensorrt_backend
+    from uar_stream.backends.export import ensure_onnx, load_graph, onnx_path
+    from uar_stream.backends.onnxruntime_backend import OnnxRuntimeEngine
+
+    if a.max_batch < 1:
+        raise ConfigError(f"--max-batch: {a.max_batch} must be >= 1")
+    model_dir = resolve_model_path(a.model)
+    graph, man = load_graph(model_dir)
+    if a.force:
+        onnx_path(model_dir, a.precision).unlink(missing_ok=True)
+    path = ensure_onnx(model_dir, a.precision, graph)
+    # Check the file end to end: onnxruntime against torch on the same random faces.
+    x = np.random.default_rng(0).standard_normal((8, 1, man.input_size, man.input_size),
+                                                 dtype=np.float32)
+    ort_out = OnnxRuntimeEngine(path, man.members, len(man.classes), man.input_size).infer(x)
+    with torch.no_grad():
+        ref = [t.numpy() for t in graph(torch.from_numpy(x))]
+    diff = max(float(np.abs(o - r).max()) for o, r in
+               zip((ort_out.mean_probs, ort_out.total, ort_out.aleatoric, ort_out.epistemic,
+                    ort_out.member_probs), ref))
+    print(f"onnx:     {path} ({path.stat().st_size / 1e6:.1f} MB; onnxruntime vs torch "
+          f"max |diff| {diff:.1e})")
+    why = tensorrt_backend.available()
+    if why:
+        print(f"tensorrt: skipped ({why})")
+        return 0
+    plan = tensorrt_backend.plan_path(model_dir, a.precision, a.max_batch)
+    if a.force:
+        plan.unlink(missing_ok=True)
+    plan = tensorrt_backend.ensure_plan(model_dir, a.precision, a.max_batch)
+    print(f"tensorrt: {plan} ({plan.stat().st_size / 1e6:.1f} MB)")
+    return 0

@@ -1,0 +1,173 @@
+"""Model directories: a manifest plus one safetensors file per member.
+
+Loading never unpickles: weights come from safetensors, and every tensor is checked against
+the architecture the manifest names before it is used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from uar_stream.errors import ModelError
+from uar_stream.model.fused_cnn import CnnArch, FusedCnn, join_members
+from uar_stream.labels import CLASSES
+
+MANIFEST = "manifest.json"
+FORMAT = "uar-stream-ensemble/1"
+
+
+@dataclass
+class Manifest:
+    """What a model directory holds. ``metrics`` and ``training`` are informational."""
+
+    members: int
+    files: list[str]
+    arch: dict
+    backbone: str = "cnn"
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    input_size: int = 48
+    normalization: dict = field(default_factory=dict)
+    temperature: float = 1.0
+    sha256: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    format: str = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, sort_keys=False)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(model_dir: str | Path) -> Manifest:
+    model_dir = Path(model_dir)
+    path = model_dir / MANIFEST
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory not found: {model_dir}")
+    if not path.is_file():
+        raise ModelError(f"{path}: missing (a model directory needs {MANIFEST} + member weights)")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: not valid JSON ({e})") from None
+    if raw.get("format") != FORMAT:
+        raise ModelError(f"{path}: format is {raw.get('format')!r}, expected {FORMAT!r}")
+    try:
+        man = Manifest(**raw)
+    except TypeError as e:
+        raise ModelError(f"{path}: unexpected or missing keys ({e})") from None
+    if man.members != len(man.files) or man.members < 1:
+        raise ModelError(f"{path}: 'members' is {man.members} but {len(man.files)} weight files are listed")
+    if len(man.classes) < 2:
+        raise ModelError(f"{path}: 'classes' must list at least 2 classes")
+    return man
+
+
+def write_member(path: Path, state: dict[str, torch.Tensor], fp16: bool = True) -> None:
+    """Save one member's (M=1) weights; fp16 halves the shipped size (BN stats stay fp32)."""
+    out = {}
+    for k, v in state.items():
+        keep32 = "running_" in k or not v.is_floating_point()
+        out[k] = v.detach().to(torch.float32 if keep32 or not fp16 else torch.float16).contiguous()
+    save_file(out, str(path))
+
+
+def _load_member(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: not a valid safetensors file ({e})") from None
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise ModelError(f"{path}: tensors do not match the manifest's architecture "
+                         f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, ref in expected.items():
+        if tuple(state[k].shape) != tuple(ref.shape):
+            raise ModelError(f"{path}: tensor {k} has shape {tuple(state[k].shape)}, "
+                             f"the manifest's architecture needs {tuple(ref.shape)}")
+        state[k] = state[k].to(torch.float32)
+    return state
+
+
+def load_member_states(model_dir: Path, man: Manifest, expected: dict[str, torch.Tensor],
+                       verify_hashes: bool = True) -> list[dict[str, torch.Tensor]]:
+    """Every member file of ``man``, hash-checked and checked against ``expected`` (name ->
+    tensor of the right shape; meta tensors will do), as fp32 state dicts."""
+    states = []
+    for name in man.files:
+        path = model_dir / name
+        if verify_hashes and name in man.sha256 and path.is_file():
+            if file_sha256(path) != man.sha256[name]:
+                raise ModelError(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
+        states.append(_load_member(path, expected))
+    return states
+
+
+def load_ensemble(model_dir: str | Path, verify_hashes: bool = True) -> tuple[torch.nn.Module, Manifest]:
+    """Load any model directory into one module: forward(x (B, 1, H, W)) -> logits (B, M, C),
+    eval mode, temperature not applied. Dispatches on ``manifest.backbone``: ``cnn`` -> the
+    fused grouped-conv CNN (:func:`load_fused`), ``dinov2`` -> M DINOv2 ViTs (needs the
+    ``dinov2`` extra)."""
+    model_dir = Path(model_dir)
+    man = read_manifest(model_dir)
+    if man.backbone == "cnn":
+        return load_fused(model_dir, verify_hashes)
+    if man.backbone == "dinov2":
+        from uar_stream.model.backbones.dinov2 import load_dinov2_ensemble
+
+        return load_dinov2_ensemble(model_dir, man, verify_hashes), man
+    raise ModelError(f"{model_dir / MANIFEST}: backbone {man.backbone!r} is not known; allowed: cnn, dinov2")
+
+
+def load_fused(model_dir: str | Path, verify_hashes: bool = True) -> tuple[FusedCnn, Manifest]:
+    """Load a model directory into one fused module (eval mode, temperature not applied)."""
+    model_dir = Path(model_dir)
+    man = read_manifest(model_dir)
+    if man.backbone != "cnn":
+        raise ModelError(f"{model_dir}: backbone {man.backbone!r} cannot be fused by load_fused; "
+                         "allowed: 'cnn'")
+    try:
+        arch = CnnArch.from_dict(man.arch)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{model_dir / MANIFEST}: bad 'arch' ({e})") from None
+    single = FusedCnn(1, len(man.classes), arch)
+    expected = {k: v for k, v in single.state_dict().items() if not k.endswith("num_batches_tracked")}
+    states = load_member_states(model_dir, man, expected, verify_hashes)
+    net = FusedCnn(man.members, len(man.classes), arch)
+    net.load_state_dict(join_members(states), strict=False)
+    net.eval()
+    return net, man
+
+
+def model_id(model_dir: str | Path) -> str:
+    """Short content hash of a model directory's manifest + weights (names built engines).
+
+    The weight files are hashed as they are on disk, and checked against the manifest, so
+    a changed or corrupt file can never reuse an engine built from the old weights."""
+    model_dir = Path(model_dir)
+    man = read_manifest(model_dir)
+    h = hashlib.sha256(man.to_json().encode())
+    for name in man.files:
+        path = model_dir / name
+        if not path.is_file():
+            raise ModelError(f"weights file not found: {path}")
+        digest = file_sha256(path)
+        if name in man.sha256 and digest != man.sha256[name]:
+            raise ModelError(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
+        h.update(digest.encode())
+    return h.hexdigest()[:12]

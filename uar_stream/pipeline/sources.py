@@ -1,0 +1,194 @@
+"""Frame sources: a video file, an image file, a webcam index, or a stream URL."""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# FFmpeg's own messages can print stream URLs with their credentials, and OpenCV warns on
+# every failed reconnect try; keep both quiet unless the user asks (set the variables).
+# Read by OpenCV at the first FFmpeg open, so setting them here (before any open) works.
+if "OPENCV_FFMPEG_LOGLEVEL" not in os.environ:
+    os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+from uar_stream.errors import SourceError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def redact(spec: str) -> str:
+    """Hide credentials in a URL: rtsp://user:pass@host -> rtsp://user:***@host."""
+    return re.sub(r"(://[^/:@]+):[^@/]*@", r"\1:***@", str(spec))
+
+
+@dataclass
+class Frame:
+    """A decoded frame. index counts frames read; timestamp_s is the source's clock."""
+
+    index: int
+    image: np.ndarray
+    timestamp_s: float
+    captured_at: float  # time.perf_counter() when read (for capture-to-result latency)
+    #: Live sources: the stream's own position (seconds, restarts after a reconnect); it
+    #: shows how far behind real time a reader is. None for files.
+    stream_pos_s: float | None = None
+
+
+class Source:
+    """Base: ``read()`` returns the next Frame or None at the end; ``close()`` releases."""
+
+    spec: str = ""
+    is_live: bool = False
+    fps: float = 30.0
+    frame_count: int = 0  # 0 when unknown (live)
+    size: tuple[int, int] = (0, 0)  # (width, height)
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ImageSource(Source):
+    """A single still image as a one-frame source (alpha and grayscale kept as read)."""
+
+    def __init__(self, path: Path):
+        self.spec = str(path)
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise SourceError(f"cannot read image {path}: not a supported image file")
+        if img.dtype != np.uint8:  # 16-bit PNG/TIFF
+            img = (img / 257).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
+        self._img: np.ndarray | None = img
+        self.frame_count, self.fps = 1, 1.0
+        self.size = (img.shape[1], img.shape[0])
+
+    def read(self) -> Frame | None:
+        if self._img is None:
+            return None
+        img, self._img = self._img, None
+        return Frame(0, img, 0.0, time.perf_counter())
+
+
+class VideoSource(Source):
+    """A video file, webcam or stream read with OpenCV (FFmpeg backend).
+
+    Streams get open/read timeouts so a dead server is noticed within seconds instead of
+    FFmpeg's default of blocking for a long time.
+    """
+
+    def __init__(self, spec: str, live: bool, open_timeout_s: float = 5.0,
+                 read_timeout_s: float = 3.0, rtsp_transport: str = "tcp"):
+        self.spec, self.is_live = spec, live
+        target: int | str = int(spec) if spec.isdigit() else spec
+        if isinstance(target, int):
+            self._cap = cv2.VideoCapture(target, cv2.CAP_ANY)
+        else:
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_s * 1000)]
+            with _ffmpeg_options(spec, rtsp_transport):
+                self._cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+        if not self._cap.isOpened():
+            what = "camera" if isinstance(target, int) else ("stream" if live else "video")
+            why = f" (no answer within {open_timeout_s:g} s, or not a video)" if live and not isinstance(target, int) else ""
+            raise SourceError(f"cannot open {what} {redact(spec)}{why}")
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 30.0
+        if not (1.0 <= self.fps <= 240.0):
+            self.fps = 30.0
+        self.frame_count = 0 if live else max(0, int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+        self.size = (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                     int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self._index = 0
+        self._first: np.ndarray | None = None
+        if not live:  # a file that opens but has no decodable frame is not a video
+            ok, img = self._cap.read()
+            if not ok or img is None:
+                self._cap.release()
+                raise SourceError(f"cannot decode video {spec}: no readable frames")
+            self._first = img
+
+    def read(self) -> Frame | None:
+        if self._first is not None:
+            img, self._first = self._first, None
+        else:
+            ok, img = self._cap.read()
+            if not ok or img is None:
+                return None
+        now = time.perf_counter()
+        ts, pos_s = self._index / self.fps, None
+        if self.is_live:
+            pos_s = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            ts = pos_s if pos_s > 0 else ts
+        f = Frame(self._index, img, ts, now, pos_s)
+        self._index += 1
+        return f
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+_ENV_LOCK = threading.Lock()
+_FFMPEG_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+@contextmanager
+def _ffmpeg_options(spec: str, rtsp_transport: str):
+    """OpenCV takes FFmpeg options only from a process-wide variable: set the RTSP transport
+    just for this open (serialised), unless the user set the variable themselves."""
+    if not spec.lower().startswith("rtsp") or rtsp_transport == "auto" or _FFMPEG_ENV in os.environ:
+        yield
+        return
+    with _ENV_LOCK:
+        os.environ[_FFMPEG_ENV] = f"rtsp_transport;{rtsp_transport}"
+        try:
+            yield
+        finally:
+            os.environ.pop(_FFMPEG_ENV, None)
+
+
+def is_live_spec(spec: str | int | Path) -> bool:
+    """Webcam indexes and stream URLs are live (frames come at the camera's pace)."""
+    s = str(spec)
+    return s.isdigit() or (bool(_URL.match(s)) and not s.startswith("file://"))
+
+
+def open_source(spec: str | int | Path, config=None) -> Source:
+    """Open a file path (video or image), a webcam index ("0") or a stream URL.
+
+    ``config``: a :class:`uar_stream.config.SourceConfig` (timeouts, RTSP transport);
+    None uses its defaults.
+    """
+    s = str(spec)
+    opts = {}
+    if config is not None:
+        opts = {"open_timeout_s": config.open_timeout_s, "read_timeout_s": config.read_timeout_s,
+                "rtsp_transport": config.rtsp_transport}
+    if s.isdigit():
+        return VideoSource(s, live=True, **opts)
+    if _URL.match(s):
+        return VideoSource(s, live=not s.startswith("file://"), **opts)
+    path = Path(s).expanduser()
+    if not path.exists():
+        raise SourceError(f"source not found: {path}")
+    if path.is_dir():
+        raise SourceError(f"source is a directory, not a video or image: {path}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(path)
+    return VideoSource(str(path), live=False, **opts)
