@@ -1,22 +1,12 @@
+"""Fixtures over real data: the shared media and FER+ files, the shipped model, one analyzer."""
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.support.paths import DEFAULT_MODEL, FERPLUS, MEDIA, need
+
 os.environ.setdefault("GLOG_minloglevel", "2")
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-MEDIA = SHARED / "media"
-FERPLUS = SHARED / "data" / "ferplus"
-# UAR_TEST_MODEL points the model tests at another model directory (development).
-DEFAULT_MODEL = Path(os.environ.get("UAR_TEST_MODEL", ROOT / "engines" / "default"))
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
 
 
 @pytest.fixture(scope="session")

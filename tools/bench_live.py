@@ -4,7 +4,7 @@
 
 1. Files (every frame, back-pressure): fps of the whole clip, pipelined (capture + detect
    threads overlapping inference) vs synchronous (one thread).
-2. Live RTSP on loopback (tests/live_support.RtspServer, aio-rtsp-toolkit), looping a clip
+2. Live RTSP on loopback (tests/support/live.RtspServer, aio-rtsp-toolkit), looping a clip
    with 1 face (lp_driving_d18.mp4) and a walking crowd (facenet_video.mp4): for
    ``--seconds`` each, capture-to-result latency, "age" (how far the result is behind the
    live picture, from the stream position), analysed fps and dropped frames.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # for the tests.support package
 MEDIA = ROOT.parent / "shared" / "media"
 
 
@@ -65,7 +65,7 @@ def bench_live(an, url: str, name: str, pipelined: bool, seconds: float) -> dict
 
 
 def main() -> int:
-    from live_support import RtspServer
+    from tests.support.live import RtspServer
     from uar_stream import Analyzer, load_config
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -19,7 +19,7 @@ from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
 from uar_stream.model.preprocess import prepare_batch
 from uar_stream.model.uncertainty import decompose
 
-from conftest import DEFAULT_MODEL, FERPLUS
+from tests.support.paths import DEFAULT_MODEL, FERPLUS
 
 FIELDS = ("mean_probs", "total", "aleatoric", "epistemic", "member_probs")
 CUDA = torch.cuda.is_available()

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from live_support import RtspServer
+from tests.support.live import RtspServer
 from uar_stream.pipeline.capture import EndOfStream, FrameBuffer, LinkEvent, ReconnectingReader, capture_loop, resolve_policy
 from uar_stream.config import SourceConfig
 from uar_stream.errors import SourceError
@@ -86,7 +86,7 @@ def test_credentials_are_redacted_in_open_errors():
 
 
 def _closed_port():
-    from live_support import free_port
+    from tests.support.live import free_port
 
     return free_port()  # nothing listens there
 

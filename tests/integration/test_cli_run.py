@@ -8,7 +8,7 @@ import sys
 import cv2
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """The README's two set-up commands stay true: CI runs the second one verbatim."""
 import re
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def readme_commands():

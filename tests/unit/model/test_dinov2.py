@@ -294,6 +294,7 @@ def test_engines_run_a_dinov2_model_dir(tmp_path, ferplus):
 def test_example_config_selects_a_dinov2_model_dir():
     from uar_stream.config import load_config
 
-    root = __import__("pathlib").Path(__file__).resolve().parent.parent
-    cfg = load_config(root / "configs" / "dinov2.yaml")
+    from tests.support.paths import ROOT
+
+    cfg = load_config(ROOT / "configs" / "dinov2.yaml")
     assert cfg.model.path == "engines/dinov2"

@@ -9,7 +9,7 @@ from uar_stream.errors import ModelError
 from uar_stream.model.fused_cnn import CnnArch, FusedCnn, join_members, split_members
 from uar_stream.model.store import MANIFEST, load_fused
 
-from live_support import make_tiny_model as make_model_dir  # the same small architecture as SMALL
+from tests.support.live import make_tiny_model as make_model_dir  # the same small architecture as SMALL
 
 SMALL = CnnArch(stem=8, widths=(8, 16, 16), blocks=(1, 1, 1), dropout=0.0)
 

@@ -6,7 +6,7 @@ import yaml
 from uar_stream.config import AnalyzerConfig, load_config
 from uar_stream.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def test_default_yaml_lists_every_key_with_the_code_defaults():

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from live_support import make_tiny_model
+from tests.support.live import make_tiny_model
 from uar_stream import Analyzer, load_config
 from uar_stream.config import TrackingConfig
 from uar_stream.flow import FaceResult

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from live_support import RtspServer, SlowEngine, make_tiny_model, read_video_frames
+from tests.support.live import RtspServer, SlowEngine, make_tiny_model, read_video_frames
 from uar_stream import Analyzer, load_config
 from uar_stream.errors import SourceError
 from uar_stream.pipeline.run import run
 
 pytest.importorskip("aio_rtsp_toolkit.server")
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 CLIP = "lp_driving_d18.mp4"  # 1 face, 480x480, 216 frames at 30 fps
 
 

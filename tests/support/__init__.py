@@ -1,0 +1,1 @@
+"""Shared test helpers: paths to real data, a loopback RTSP server, tiny models, engine wrappers."""
