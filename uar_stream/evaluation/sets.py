@@ -11,14 +11,20 @@ import logging
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from uar_stream.evaluation.corruptions import PIPELINE_VERSION, corrupt_faces, images_key, resample_only
+from uar_stream.evaluation.corruptions import (
+    PIPELINE_VERSION,
+    corrupt_faces,
+    images_key,
+    resample_only,
+)
 
 log = logging.getLogger("uar_stream.evaluation")
 
