@@ -1,9 +1,10 @@
 """create_engine: pick and build a backend for a model directory.
 
 ``backend='auto'`` tries, in order: tensorrt (CUDA), torch-cuda, onnxruntime (CPU), torch-cpu,
-and logs ONE warning line naming the choice and why each earlier candidate was skipped. An
+and logs ONE line naming the choice and why each earlier candidate was skipped (INFO). An
 explicit backend that cannot run raises a one-line ConfigError instead of falling back.
-fp16/bf16 are GPU precisions: when auto lands on a CPU backend it runs fp32 and says so.
+fp16/bf16 are GPU precisions: when auto lands on a CPU backend it runs fp32 and says so
+(that line is a WARNING: the user does not get what they asked for).
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from uar_stream.errors import ConfigError, ModelError, UarError
-from uar_stream.model.store import Manifest, read_manifest
 from uar_stream.backends import onnxruntime_backend, tensorrt_backend
 from uar_stream.backends.base import Engine
 from uar_stream.backends.export import ensure_onnx, load_graph
 from uar_stream.backends.torch_backend import TorchEngine, cuda_available
+from uar_stream.errors import ConfigError, ModelError, UarError
+from uar_stream.model.store import Manifest, read_manifest
 
 log = logging.getLogger("uar_stream.engine")
 
@@ -110,10 +111,12 @@ def _auto(r: _Request) -> Engine:
             skipped.append(f"{name} (failed: {str(e).splitlines()[0] if str(e) else type(e).__name__})")
             continue
         detail = _describe(eng)
+        level = logging.INFO  # nothing is wrong: the choice is shown under --verbose
         if r.precision != "fp32" and not name.endswith("cuda") and name != "tensorrt":
             detail += f"; precision {r.precision} is for GPU backends, running fp32"
-        log.warning("engine: backend auto chose %s (%s); skipped: %s", eng.name, detail,
-                    "; ".join(skipped) or "none")
+            level = logging.WARNING  # the user asked for something they do not get
+        log.log(level, "engine: backend auto chose %s (%s); skipped: %s", eng.name, detail,
+                "; ".join(skipped) or "none")
         return eng
     raise ConfigError("engine.backend: auto found no usable backend: " + "; ".join(skipped))
 

@@ -1,29 +1,33 @@
-"""Command line: ``uar-stream run | train | ...``. Errors a user can cause print as one line."""
+"""Command line: ``uar-stream run | train | ...``. Errors a user can cause print as one line.
+
+stderr carries warnings, errors and (on a terminal) the progress bar; results go to stdout.
+``--verbose`` (before or after the command) adds debug logs and third-party start-up lines.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
-import os
 import sys
 
+from uar_stream import quiet
 from uar_stream.errors import UarError
 
 log = logging.getLogger("uar_stream")
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = argparse.ArgumentParser(prog="uar-stream", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code."""
+    parser = argparse.ArgumentParser(prog="uar-stream", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="cmd", required=True)
     handlers = {}
     for module in _COMMAND_MODULES:
         handlers.update(importlib.import_module(module, __package__).register(sub))
+    for p in sub.choices.values():  # SUPPRESS: absent after the command keeps the value given before it
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
     a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _setup_logging(a.cmd, a.verbose)
     try:
         return handlers[a.cmd](a)
     except UarError as e:
@@ -33,6 +37,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"uar-stream {a.cmd}: interrupted", file=sys.stderr)
         return 130
 
+
+def _setup_logging(cmd: str, verbose: bool) -> None:
+    quiet.set_verbose(verbose)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    if verbose:
+        level = logging.DEBUG
+    else:
+        level = logging.WARNING if cmd in _QUIET_COMMANDS else logging.INFO
+    log.setLevel(level)
+
+
+_VERBOSE_HELP = "debug logs, and third-party start-up messages that are hidden by default"
+
+#: Commands whose progress is the bar and whose result is the stdout summary. The others are
+#: long batch jobs (train, evaluate, ...) whose INFO lines are their progress report.
+_QUIET_COMMANDS = ("run",)
 
 #: Modules that add subcommands: each has ``register(subparsers) -> {name: handler}``;
 #: a handler takes the parsed args and returns the exit code.

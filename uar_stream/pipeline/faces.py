@@ -8,13 +8,13 @@ transform, so a live face is framed like a FER2013 training face.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from uar_stream.model.preprocess import INPUT_SIZE, canonical_landmarks
+from uar_stream.quiet import third_party_quiet
 
 # Keypoint order of MediaPipe face detection. "right" is the subject's right (image left).
 RIGHT_EYE, LEFT_EYE, NOSE_TIP, MOUTH_CENTER, RIGHT_EAR, LEFT_EAR = range(6)
@@ -54,11 +54,14 @@ class FaceDetector:
     (faces within ~2 m, webcams; faster). Not thread-safe: one per thread."""
 
     def __init__(self, model: str = "full", min_confidence: float = 0.5, min_face_px: int = 16):
-        os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ INFO lines
-        import mediapipe as mp  # imported here: heavy, and only the detector needs it
+        with third_party_quiet():
+            import mediapipe as mp  # imported here: heavy, and only the detector needs it
 
-        self._det = mp.solutions.face_detection.FaceDetection(
-            model_selection=1 if model == "full" else 0, min_detection_confidence=min_confidence)
+            self._det = mp.solutions.face_detection.FaceDetection(
+                model_selection=1 if model == "full" else 0, min_detection_confidence=min_confidence)
+            # The graph opens its calculators (and logs) on its own threads; one frame waits
+            # for them, so that their start-up lines fall inside the quiet block.
+            self._det.process(np.zeros((64, 64, 3), np.uint8))
         self.min_face_px = min_face_px
         # The full-range graph of mediapipe 0.10.14 does not apply min_detection_confidence
         # (measured: 0.60 detections pass a 0.8 setting), so the score is also checked here.

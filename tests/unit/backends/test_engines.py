@@ -9,14 +9,20 @@ import pytest
 import torch
 
 from uar_stream.backends import create_engine
-from uar_stream.backends.export import (OPSET, artifact_key, ensure_onnx, load_graph, onnx_path,
-                                       read_onnx_metadata)
+from uar_stream.backends.export import (
+    OPSET,
+    artifact_key,
+    ensure_onnx,
+    load_graph,
+    onnx_path,
+    read_onnx_metadata,
+)
 from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES
 from uar_stream.backends.onnxruntime_backend import OnnxRuntimeEngine
 from uar_stream.errors import ConfigError
 from uar_stream.model.fused_cnn import CnnArch, FusedCnn, split_members
-from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
 from uar_stream.model.preprocess import prepare_batch
+from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
 from uar_stream.model.uncertainty import decompose
 
 from tests.support.paths import DEFAULT_MODEL, FERPLUS
@@ -114,7 +120,7 @@ def test_onnxruntime_matches_torch_on_real_faces(ort_engine, graph, faces):
     out = ort_engine.infer(faces)
     ref = _torch_outputs(graph, faces)
     assert out.member_probs.shape == (64, graph[1].members, 8)
-    for name, ref_value in zip(FIELDS, ref):
+    for name, ref_value in zip(FIELDS, ref, strict=True):
         diff = np.abs(getattr(out, name) - ref_value).max()
         assert diff <= 1e-4, f"{name}: onnxruntime differs from torch by {diff:.2e}"
     assert (out.mean_probs.argmax(1) == ref[0].argmax(1)).all()
@@ -124,7 +130,7 @@ def test_graph_uncertainties_equal_numpy_decomposition(ort_engine, graph, faces)
     for outs in (_torch_outputs(graph, faces), [getattr(ort_engine.infer(faces), f) for f in FIELDS]):
         d = decompose(outs[4])
         np.testing.assert_allclose(outs[0], d.mean_probs, atol=1e-6)
-        for name, got, want in zip(FIELDS[1:4], outs[1:4], (d.total, d.aleatoric, d.epistemic)):
+        for name, got, want in zip(FIELDS[1:4], outs[1:4], (d.total, d.aleatoric, d.epistemic), strict=True):
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
         # The decomposition adds up, and the members disagree somewhere (else it is vacuous).
         np.testing.assert_allclose(outs[1], outs[2] + outs[3], atol=1e-5)
@@ -136,14 +142,18 @@ def test_auto_chooses_onnxruntime_here_and_says_why(model_dir, caplog):
 
     if CUDA or tensorrt_backend.available() is None:
         pytest.skip("a GPU backend is usable here; auto would rightly prefer it")
-    with caplog.at_level(logging.WARNING, logger="uar_stream.engine"):
+    with caplog.at_level(logging.DEBUG, logger="uar_stream.engine"):
         eng = create_engine(model_dir, "auto")
-    assert eng.name == "onnxruntime"
-    lines = [r for r in caplog.records if r.levelno == logging.WARNING and "auto chose" in r.message]
-    assert len(lines) == 1 and "\n" not in lines[0].message
+        fallback = create_engine(model_dir, "auto", precision="fp16")
+    assert eng.name == fallback.name == "onnxruntime"
+    lines = [r for r in caplog.records if "auto chose" in r.message]
+    assert len(lines) == 2 and "\n" not in lines[0].message
+    # nothing is wrong with the first choice; the second does not give what was asked for
+    assert [r.levelno for r in lines] == [logging.INFO, logging.WARNING]
     msg = lines[0].message
     assert "auto chose onnxruntime" in msg
     assert "tensorrt (tensorrt is not installed" in msg and "torch-cuda (" in msg
+    assert "precision fp16 is for GPU backends, running fp32" in lines[1].message
 
 
 def test_batches_above_max_batch_are_split(onnx_file, graph, faces):
@@ -155,7 +165,7 @@ def test_batches_above_max_batch_are_split(onnx_file, graph, faces):
     out = small.infer(faces[:40])
     assert sizes == [16, 16, 8]
     ref = _torch_outputs(graph, faces[:40])
-    for name, ref_value in zip(FIELDS, ref):
+    for name, ref_value in zip(FIELDS, ref, strict=True):
         assert np.abs(getattr(out, name) - ref_value).max() <= 1e-4, name
     empty = small.infer(faces[:0])
     assert empty.member_probs.shape == (0, man.members, 8) and len(empty) == 0
@@ -203,7 +213,7 @@ def test_fp16_export_is_close_to_fp32(model_dir, graph, faces):
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     eng = create_engine(model_dir, "onnxruntime", precision="fp16")
     out, ref = eng.infer(faces), _torch_outputs(graph, faces)
-    for name, ref_value in zip(FIELDS, ref):
+    for name, ref_value in zip(FIELDS, ref, strict=True):
         assert np.abs(getattr(out, name) - ref_value).max() <= 5e-3, name
         assert np.isfinite(getattr(out, name)).all()
 
@@ -235,8 +245,8 @@ def test_a_broken_model_is_a_model_error_not_a_backend_fallback(tmp_path, model_
 
 
 def test_build_engine_command_writes_and_prints_the_onnx(tmp_path, model_dir, capsys):
-    from uar_stream.cli.main import main
     from uar_stream.backends import tensorrt_backend
+    from uar_stream.cli.main import main
 
     model = tmp_path / "model"
     shutil.copytree(model_dir, model, ignore=shutil.ignore_patterns("onnx", "cache"))
@@ -257,7 +267,7 @@ def test_torch_cuda_matches_cpu_with_graph_buckets(model_dir, graph, faces, prec
     ref = _torch_outputs(graph, faces)
     full = eng.infer(faces)
     part = eng.infer(faces[:5])  # padded to the bucket of 8
-    for name, ref_value in zip(FIELDS, ref):
+    for name, ref_value in zip(FIELDS, ref, strict=True):
         assert np.abs(getattr(full, name) - ref_value).max() <= tol, name
         np.testing.assert_allclose(getattr(part, name), getattr(full, name)[:5], atol=1e-3)
 
@@ -273,7 +283,7 @@ def test_tensorrt_engine_matches_torch(tmp_path, model_dir, graph, faces):
     eng = create_engine(model, "tensorrt", "cuda", "fp32")
     plan = eng.plan_file
     out, ref = eng.infer(faces), _torch_outputs(graph, faces)
-    for name, ref_value in zip(FIELDS, ref):
+    for name, ref_value in zip(FIELDS, ref, strict=True):
         assert np.abs(getattr(out, name) - ref_value).max() <= 2e-3, name
     mtime = plan.stat().st_mtime_ns
     assert create_engine(model, "tensorrt", "cuda", "fp32").plan_file == plan
