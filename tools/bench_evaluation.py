@@ -21,6 +21,7 @@ from uar_stream.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt_f
 from uar_stream.evaluation.predict import Predictor
 from uar_stream.labels import emotion_rows
 from uar_stream.datasets.ferplus import load_npz
+from uar_stream.model.locate import resolve_model_path
 
 
 def corruption_cpu(images: np.ndarray) -> dict[str, float]:
@@ -38,7 +39,7 @@ def corruption_cpu(images: np.ndarray) -> dict[str, float]:
 def inference_cpu(model: str, images: np.ndarray, reps: int = 3) -> tuple[str, float]:
     """CPU seconds per face of what an evaluation worker runs: a single-threaded engine behind
     the evaluation's Predictor (its batch size and input preparation)."""
-    pred = Predictor(model, None, threads=1)
+    pred = Predictor(resolve_model_path(model), None, threads=1)
     pred.predict(images[:8])
     t = time.process_time()
     for _ in range(reps):

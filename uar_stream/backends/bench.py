@@ -394,8 +394,20 @@ def format_table(report: dict) -> str:
 
 
 # -- command line -----------------------------------------------------------------------------
+def _default_model_dirs() -> list[Path]:
+    """The shipped model when one is installed or checked out, else none (random members only)."""
+    from uar_stream.errors import ModelError
+    from uar_stream.model.locate import DEFAULT_MODEL, resolve_model_path
+
+    try:
+        d = resolve_model_path(DEFAULT_MODEL)
+    except ModelError:
+        return []
+    return [d] if (d / "manifest.json").is_file() else []
+
+
 def run_from_args(a: argparse.Namespace) -> int:
-    from uar_stream.pipeline.analyzer import resolve_model_path
+    from uar_stream.model.locate import resolve_model_path
     from uar_stream.errors import ConfigError
 
     try:
@@ -404,7 +416,7 @@ def run_from_args(a: argparse.Namespace) -> int:
         raise ConfigError(f"--batches: {a.batches!r} is not a comma-separated list of integers") from None
     if not batches or min(batches) < 1:
         raise ConfigError(f"--batches: {a.batches!r} must list batch sizes >= 1")
-    dirs = a.model or ([p] if (p := resolve_model_path("engines/default")).joinpath("manifest.json").is_file() else [])
+    dirs = [resolve_model_path(d) for d in a.model] or _default_model_dirs()
     models = [model_from_dir(d) for d in dirs]
     if a.random_members > 0:
         models.append(random_model(a.random_members))

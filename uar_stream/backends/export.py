@@ -14,7 +14,6 @@ matches torch to 4e-7 with a dynamic batch axis; onnxruntime runs both files equ
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import re
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 from uar_stream.errors import ConfigError, ModelError
-from uar_stream.model.store import Manifest, file_sha256, load_ensemble, model_id, read_manifest
+from uar_stream.model.store import Manifest, load_ensemble, model_id, read_manifest
 from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES, UncertaintyGraph
 
 log = logging.getLogger("uar_stream.engine")
@@ -40,7 +39,8 @@ OPSET = 17
 #: of an older graph are then rebuilt.
 GRAPH_VERSION = "2"
 _META_PREFIX = "uar_stream."
-_ARTIFACT_RE = re.compile(r"^[0-9a-f]{12}-(fp32|fp16)\.onnx$")
+# 12 hex digits or more: files of the shorter keys earlier versions used are stale too
+_ARTIFACT_RE = re.compile(r"^[0-9a-f]{12,}-(fp32|fp16)\.onnx$")
 
 
 def load_graph(model_dir: str | Path) -> tuple[UncertaintyGraph, Manifest]:
@@ -51,20 +51,10 @@ def load_graph(model_dir: str | Path) -> tuple[UncertaintyGraph, Manifest]:
 
 
 def artifact_key(model_dir: str | Path) -> str:
-    """12-hex key naming built artifacts: the model id, which hashes the manifest and with it
-    the weights' sha256; weights the manifest does not hash are hashed here too, so changed
-    weights never reuse a stale engine."""
-    model_dir = Path(model_dir)
-    man = read_manifest(model_dir)
-    key = model_id(model_dir)
-    unhashed = [f for f in man.files if f not in man.sha256]
-    if not unhashed:
-        return key
-    h = hashlib.sha256(key.encode())
-    for name in unhashed:
-        path = model_dir / name
-        h.update(file_sha256(path).encode() if path.is_file() else b"missing")
-    return h.hexdigest()[:12]
+    """The key naming built artifacts: the model id (:func:`uar_stream.model.store.model_id`),
+    which hashes the manifest and every weight file as it is on disk, so changed weights never
+    reuse a stale engine."""
+    return model_id(model_dir)
 
 
 def cache_dir(model_dir: str | Path, sub: str, key: str) -> Path:

@@ -48,7 +48,7 @@ def _cmd_bench(a) -> int:
 def _cmd_build_engine(a) -> int:
     import torch
 
-    from uar_stream.pipeline.analyzer import resolve_model_path
+    from uar_stream.model.locate import resolve_model_path
     from uar_stream.errors import ConfigError
     from uar_stream.backends import tensorrt_backend
     from uar_stream.backends.export import ensure_onnx, load_graph, onnx_path

@@ -66,7 +66,7 @@ def register(sub) -> dict:
 
 
 def _evaluate(a) -> int:
-    from uar_stream.pipeline.analyzer import resolve_model_path
+    from uar_stream.model.locate import resolve_model_path
     from uar_stream.evaluation.corruptions import CORRUPTIONS, SEVERITIES
     from uar_stream.evaluation.evaluate import EvalOptions, run
     from uar_stream.evaluation.report import write
@@ -109,7 +109,7 @@ def _evaluate(a) -> int:
 
 
 def _calibrate(a) -> int:
-    from uar_stream.pipeline.analyzer import resolve_model_path
+    from uar_stream.model.locate import resolve_model_path
     from uar_stream.config import load_config
     from uar_stream.evaluation.calibrate import calibrate
 

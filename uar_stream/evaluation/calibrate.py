@@ -134,7 +134,7 @@ def calibrate(data: Path, out: Path, model: Path, config: str | None, id_reject:
                                "model.path": str(model)})
     section = {
         "data": str(data), "data_sha256": faces.sha256, "data_rows": info["rows"],
-        "faces_used": len(faces), "model": str(model), "model_id": pred.fingerprint[:16],
+        "faces_used": len(faces), "model": str(model), "model_id": pred.model_id,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "uar_stream_version": __version__,
         "targets": th.targets,

@@ -224,7 +224,7 @@ def run(opts: EvalOptions) -> tuple[dict, dict]:
     report = {
         "uar_stream_version": __version__,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": str(opts.model), "id": predictors["model"].fingerprint[:16],
+        "model": {"path": str(opts.model), "id": predictors["model"].model_id,
                   "members": man.members, "backbone": man.backbone, "temperature": man.temperature,
                   "engine": getattr(predictors["model"]._engine, "name", "cached predictions")},
         "data": data_info,
@@ -288,7 +288,7 @@ def ldl_section(opts, c: Scores, cor: dict, labels, amb, sp, predictor: Predicto
     ret = retention(opts, c, cor, amb, {"entropy": "total"})
     at = ret["at"]["entropy"]
     return {
-        "model": {"path": str(opts.ldl), "id": predictor.fingerprint[:16],
+        "model": {"path": str(opts.ldl), "id": predictor.model_id,
                   "members": predictor.manifest.members},
         "accuracy": _r(metrics.accuracy(c.mean_probs, labels)),
         "ece": _r(metrics.ece(c.mean_probs, labels, 15)),

@@ -1,7 +1,6 @@
 """Run a model on face arrays through the real inference path, with an on-disk cache."""
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from uar_stream.backends import create_engine
-from uar_stream.model.store import MANIFEST, read_manifest
+from uar_stream.model.store import model_id, read_manifest
 from uar_stream.model.preprocess import prepare_batch
 from uar_stream.evaluation.sets import save_atomic
 
@@ -34,21 +33,9 @@ class Scores:
         return self.max_softmax_score if name == "max_softmax" else getattr(self, name)
 
 
-def model_fingerprint(model_dir: str | Path) -> str:
-    """Hash of the manifest and every weights file it lists (keys the prediction cache)."""
-    model_dir = Path(model_dir)
-    man = read_manifest(model_dir)
-    h = hashlib.sha256((model_dir / MANIFEST).read_bytes())
-    for name in man.files:
-        p = model_dir / name
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 class Predictor:
     """A model directory behind ``create_engine(model_dir, "auto")``, with a cache of its
-    outputs keyed by model fingerprint + set name.
+    outputs keyed by model id (:func:`uar_stream.model.store.model_id`) + set name.
 
     Batches of 32 keep the 5-member CNN's activations in cache: two single-threaded engines
     side by side spent 5-8% fewer CPU-seconds per face than at batch 256 in a short benchmark
@@ -59,8 +46,8 @@ class Predictor:
         self.model_dir = Path(model_dir)
         self.backend, self.threads = backend, threads
         self.manifest = read_manifest(self.model_dir)
-        self.fingerprint = model_fingerprint(self.model_dir)
-        self.cache_dir = cache_dir / "predictions" / self.fingerprint[:16] if cache_dir else None
+        self.model_id = model_id(self.model_dir)
+        self.cache_dir = cache_dir / "predictions" / self.model_id if cache_dir else None
         self.batch = batch
         self._engine = None
 

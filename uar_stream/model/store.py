@@ -154,14 +154,23 @@ def load_fused(model_dir: str | Path, verify_hashes: bool = True) -> tuple[Fused
     return net, man
 
 
-def model_id(model_dir: str | Path) -> str:
-    """Short content hash of a model directory's manifest + weights (names built engines).
+#: Hex digits in a model id: 64 bits, ample to tell a project's models apart.
+MODEL_ID_LENGTH = 16
 
-    The weight files are hashed as they are on disk, and checked against the manifest, so
-    a changed or corrupt file can never reuse an engine built from the old weights."""
+
+def model_id(model_dir: str | Path) -> str:
+    """The model's identity, the one id everything uses: run events, built engines' file names
+    and metadata, evaluation reports, calibrated configs and the prediction cache.
+
+    The first :data:`MODEL_ID_LENGTH` hex digits of a SHA-256 over the manifest (as parsed,
+    so its formatting does not count; every field does, temperature and metrics included) and the
+    SHA-256 of each weight file as it is on disk, in manifest order. A file whose hash differs
+    from the one the manifest records raises ModelError, so a changed or corrupt file can never
+    pass for the model it replaced, nor reuse an engine built from the old weights."""
     model_dir = Path(model_dir)
     man = read_manifest(model_dir)
-    h = hashlib.sha256(man.to_json().encode())
+    # canonical JSON: neither indentation nor key order in the file changes the id
+    h = hashlib.sha256(json.dumps(man.__dict__, sort_keys=True, separators=(",", ":")).encode())
     for name in man.files:
         path = model_dir / name
         if not path.is_file():
@@ -170,4 +179,4 @@ def model_id(model_dir: str | Path) -> str:
         if name in man.sha256 and digest != man.sha256[name]:
             raise ModelError(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
         h.update(digest.encode())
-    return h.hexdigest()[:12]
+    return h.hexdigest()[:MODEL_ID_LENGTH]
