@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             for result in stream:
                 message = decide(result.faces)
                 for ev in result.events:  # e.g. stream_lost / stream_restored for a kiosk log
-                    if ev["event"].startswith("stream_"):
-                        print(f"[{ev['event']}]", file=sys.stderr)
+                    if ev.kind.startswith("stream_"):
+                        print(f"[{ev.kind}]", file=sys.stderr)
                 if message != shown:  # print only changes; hysteresis keeps them rare
                     print(f"{result.frame.timestamp_s:7.2f}s  {message}", flush=True)
                     shown = message

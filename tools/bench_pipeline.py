@@ -22,10 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from uar_stream import Analyzer
-from uar_stream.pipeline.analyzer import FaceBatch
+from uar_stream import Analyzer, load_config
+from uar_stream.backends import create_engine
+from uar_stream.flow import FaceBatch
+from uar_stream.model.locate import resolve_model_path
 from uar_stream.pipeline.faces import align_face, to_bgr
-from uar_stream.pipeline.sinks.video import VideoSink
+from uar_stream.pipeline.sinks.video import VideoWriter
 from uar_stream.pipeline.sources import open_source
 
 STAGES = ("decode", "detect", "align", "infer", "route_draw", "encode")
@@ -35,10 +37,10 @@ MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 def bench_video(an: Analyzer, path: Path, out_dir: Path) -> dict:
     times = {s: [] for s in STAGES}
     faces = 0
-    det = an._detector()
-    timer = _TimedEngine.wrap(an)
+    det = an.thread_detector()
+    timer = an.engine
     with open_source(path) as src:
-        sink = VideoSink(out_dir / (path.stem + ".mp4"), src.fps, an.config.output.codec)
+        sink = VideoWriter(out_dir / (path.stem + ".mp4"), src.fps, an.config.output.codec)
         while True:
             t0 = time.perf_counter()
             fr = src.read()
@@ -79,12 +81,6 @@ class _TimedEngine:
         self.engine, self.ms = engine, 0.0
         self.name, self.members, self.num_classes = engine.name, engine.members, engine.num_classes
 
-    @classmethod
-    def wrap(cls, an: Analyzer) -> "_TimedEngine":
-        if not isinstance(an.engine, cls):
-            an.engine = cls(an.engine)
-        return an.engine
-
     def infer(self, batch):
         t = time.perf_counter()
         out = self.engine.infer(batch)
@@ -103,8 +99,10 @@ def main() -> None:
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
     os.environ.setdefault("GLOG_minloglevel", "2")
-    an = Analyzer.from_config({"model": {"path": a.model}, "engine": {"backend": a.backend},
-                               "detector": {"model": a.detector}})
+    cfg = load_config({"model": {"path": a.model}, "engine": {"backend": a.backend},
+                       "detector": {"model": a.detector}})
+    model_dir = resolve_model_path(cfg.model.path)
+    an = Analyzer(cfg, engine=_TimedEngine(create_engine(model_dir, cfg.engine.backend)))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for v in a.videos:

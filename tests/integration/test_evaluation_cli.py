@@ -17,7 +17,8 @@ from uar_stream.evaluation.predict import Predictor
 from uar_stream.model.fused_cnn import CnnArch, FusedCnn
 from uar_stream.labels import emotion_rows
 from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
-from uar_stream.pipeline.routing import Route, Router
+from uar_stream.flow import Route
+from uar_stream.pipeline.routing import Router
 
 SMALL = CnnArch(stem=8, widths=(8, 16, 16), blocks=(1, 1, 1), dropout=0.0)
 

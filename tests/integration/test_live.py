@@ -15,7 +15,9 @@ import pytest
 from tests.support.live import RtspServer, SlowEngine, make_tiny_model, read_video_frames
 from uar_stream import Analyzer, load_config
 from uar_stream.errors import SourceError
+from uar_stream.backends import create_engine
 from uar_stream.pipeline.run import run
+from uar_stream.pipeline.sinks import outputs_for
 
 pytest.importorskip("aio_rtsp_toolkit.server")
 from tests.support.paths import ROOT
@@ -29,10 +31,13 @@ def model_dir(tmp_path_factory):
 
 def _analyzer(model_dir, delay_s=0.0, **sections):
     cfg = load_config({"model": {"path": str(model_dir)}, **sections})
-    an = Analyzer(cfg)
-    if delay_s:
-        an.engine = SlowEngine(an.engine, delay_s)
-    return an
+    return Analyzer(cfg, engine=SlowEngine(create_engine(model_dir), delay_s) if delay_s else None)
+
+
+def _run(an, source, output=None, events=None, show=False, **options):
+    """``uar-stream run``'s loop with its sinks (no printed summary)."""
+    sinks = outputs_for(an.config, output=output, events=events, show=show, summary=False)
+    return run(an, source, sinks, **options)
 
 
 def _events(path):
@@ -56,7 +61,7 @@ def _wait_for(cond, timeout_s, what):
 def test_file_every_frame_has_one_event_per_frame_and_drops_nothing(tmp_path, media, model_dir, pipelined):
     """A file under back-pressure (inference slower than reading) loses no frame."""
     with _analyzer(model_dir, delay_s=0.02 if pipelined else 0.0, events={"faces": "every_frame"}) as an:
-        s = run(an, str(media / "pyfeat_single_face.mp4"), tmp_path / "o.mp4", tmp_path / "e.jsonl",
+        s = _run(an, str(media / "pyfeat_single_face.mp4"), tmp_path / "o.mp4", tmp_path / "e.jsonl",
                 progress=False, pipelined=pipelined)
     ev = _events(tmp_path / "e.jsonl")
     faces = [e for e in ev if e["event"] == "face"]
@@ -89,7 +94,7 @@ def test_rtsp_server_killed_and_restarted_mid_stream(tmp_path, media, model_dir)
 
         th = threading.Thread(target=chaos, daemon=True)
         th.start()
-        s = run(an, url, out, ev_path, progress=False, max_frames=90)
+        s = _run(an, url, out, ev_path, progress=False, max_frames=90)
         th.join(timeout=30)
     ev = _events(ev_path)
     kinds = [e["event"] for e in ev]
@@ -200,8 +205,8 @@ def test_background_stream_for_an_app_and_release_on_close(media, model_dir):
     assert handle.join(timeout=60) and handle.error is None
     assert [r.index for r in got] == list(range(72))
     assert all(r.image.shape == (360, 640, 3) and len(r.faces) == 1 for r in got)
-    assert got[0].events[0]["event"] == "track_started"
-    assert [e["event"] for e in leftovers] == ["track_ended"]
+    assert got[0].events[0].kind == "track_started"
+    assert [e.kind for e in leftovers] == ["track_ended"]
     # a frame-by-frame call from the app's own thread works beside a running stream
     handle = an.run_in_background(str(media / "lp_driving_d3.mp4"), lambda r: time.sleep(0.01))
     frame = got[10].image
@@ -214,7 +219,7 @@ def test_background_stream_for_an_app_and_release_on_close(media, model_dir):
 def test_bad_source_raises_before_outputs_are_created(tmp_path, model_dir):
     with _analyzer(model_dir) as an:
         with pytest.raises(SourceError, match="source not found"):
-            run(an, str(tmp_path / "missing.mp4"), tmp_path / "o.mp4", tmp_path / "e.jsonl", progress=False)
+            _run(an, str(tmp_path / "missing.mp4"), tmp_path / "o.mp4", tmp_path / "e.jsonl", progress=False)
     assert not (tmp_path / "e.jsonl").exists()
 
 
@@ -222,6 +227,6 @@ def test_show_without_a_display_warns_and_runs(tmp_path, media, model_dir, monke
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with _analyzer(model_dir) as an:
-        s = run(an, str(media / "pyfeat_single_face.mp4"), show=True, progress=False, max_frames=10)
+        s = _run(an, str(media / "pyfeat_single_face.mp4"), show=True, progress=False, max_frames=10)
     assert s.frames == 10
     assert any("--show: no display" in r.getMessage() for r in caplog.records)

@@ -5,10 +5,11 @@ import time
 import pytest
 
 from tests.support.live import RtspServer
-from uar_stream.pipeline.capture import EndOfStream, FrameBuffer, LinkEvent, ReconnectingReader, capture_loop, resolve_policy
+from uar_stream.flow import Event, Frame
+from uar_stream.pipeline.capture import EndOfStream, FrameBuffer, ReconnectingReader, capture_loop, resolve_policy
 from uar_stream.config import SourceConfig
 from uar_stream.errors import SourceError
-from uar_stream.pipeline.sources import Frame, is_live_spec, open_source, redact
+from uar_stream.pipeline.sources import is_live_spec, open_source, redact
 
 pytest.importorskip("aio_rtsp_toolkit.server")
 
@@ -105,7 +106,7 @@ def test_reader_reconnects_with_backoff_then_gives_up(tmp_path, media):
         item = reader.next()
         while isinstance(item, Frame):  # frames FFmpeg had already buffered
             item = reader.next()
-        assert isinstance(item, LinkEvent) and item.kind == "stream_lost"
+        assert isinstance(item, Event) and item.kind == "stream_lost"
         assert time.monotonic() - t_kill < 4.0  # noticed within seconds, not minutes
         srv.start()
         restored = reader.next()
@@ -144,7 +145,7 @@ def test_a_hung_server_is_lost_within_the_read_timeout(tmp_path, media):
                 if isinstance(item, EndOfStream):
                     break
         t.join(timeout=5)
-        assert [type(i).__name__ for i in items] == ["LinkEvent", "EndOfStream"]
+        assert [type(i).__name__ for i in items] == ["Event", "EndOfStream"]
         assert isinstance(items[1].error, SourceError)
         # lost after the buffered frames run out plus the 1.5 s read timeout
         assert time.monotonic() - t_pause < 8.0

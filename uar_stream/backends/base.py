@@ -1,39 +1,11 @@
 """The one interface every backend implements: ``infer(batch) -> EnsembleOutput``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-
-@dataclass
-class EnsembleOutput:
-    """Per-face ensemble prediction; uncertainties in nats.
-
-    mean_probs (B, C); total, aleatoric, epistemic (B,); member_probs (B, M, C).
-    """
-
-    mean_probs: np.ndarray
-    total: np.ndarray
-    aleatoric: np.ndarray
-    epistemic: np.ndarray
-    member_probs: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.mean_probs)
-
-    @classmethod
-    def empty(cls, members: int, num_classes: int) -> "EnsembleOutput":
-        """The output for zero faces."""
-        z = np.zeros((0,), np.float32)
-        return cls(np.zeros((0, num_classes), np.float32), z, z.copy(), z.copy(),
-                   np.zeros((0, members, num_classes), np.float32))
-
-    @classmethod
-    def concat(cls, parts: list["EnsembleOutput"]) -> "EnsembleOutput":
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                     ("mean_probs", "total", "aleatoric", "epistemic", "member_probs")))
+from uar_stream.flow import EnsembleOutput
 
 
 class Engine(Protocol):

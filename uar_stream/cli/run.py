@@ -1,10 +1,8 @@
 """`uar-stream run`: analyse a video file, image, webcam or stream."""
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from pathlib import Path
 
 log = logging.getLogger("uar_stream")
 
@@ -44,9 +42,10 @@ def _add_run(sub) -> None:
 
 
 def _cmd_run(a) -> int:
-    from uar_stream.pipeline.analyzer import Analyzer
     from uar_stream.config import load_config
+    from uar_stream.pipeline.analyzer import Analyzer
     from uar_stream.pipeline.run import run
+    from uar_stream.pipeline.sinks import outputs_for
 
     cfg = load_config(a.config, {"model.path": a.model, "engine.backend": a.backend,
                                  "routing.tau_epistemic": a.tau_epistemic,
@@ -58,28 +57,9 @@ def _cmd_run(a) -> int:
                                  "tracking.enabled": False if a.no_tracking else None})
     if a.output is None and a.events is None and not a.show:
         log.warning("no --output, --events or --show: only the summary will be printed")
+    sinks = outputs_for(cfg, output=a.output, events=a.events, show=a.show,
+                        summary_json=a.summary_json)
     with Analyzer(cfg) as an:
-        s = run(an, a.source, a.output, a.events, progress=not a.no_progress and sys.stderr.isatty(),
-                show=a.show, max_frames=a.max_frames)
-    _print_summary(s, a)
+        s = run(an, a.source, sinks, progress=not a.no_progress and sys.stderr.isatty(),
+                max_frames=a.max_frames)
     return 130 if s.interrupted else 0
-
-
-def _print_summary(s, a) -> None:
-    d = s.to_dict()
-    routes = ", ".join(f"{k} {v}" for k, v in d["routes"].items())
-    labels = ", ".join(f"{k} {v}" for k, v in sorted(d["labels"].items(), key=lambda kv: -kv[1]))
-    lines = [
-        f"{'interrupted' if s.interrupted else 'done'}: {d['frames']} frames, {d['faces']} faces "
-        f"in {d['seconds']:.1f} s ({d['fps']:.1f} fps; latency p50 {d['latency_ms_p50']} ms, "
-        f"p95 {d['latency_ms_p95']} ms; dropped {d['dropped_frames']})",
-        f"  routes: {routes}",
-        f"  labels shown: {labels or '-'}",
-    ]
-    if a.output:
-        lines.append(f"  video:  {a.output}")
-    if a.events:
-        lines.append(f"  events: {a.events}")
-    print("\n".join(lines))
-    if a.summary_json:
-        Path(a.summary_json).write_text(json.dumps(d, indent=2))

@@ -9,9 +9,10 @@ All in nats; divide by log C for a 0..1 display scale.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
+
+from uar_stream.flow import EnsembleOutput
 
 _EPS = 1e-12
 
@@ -22,18 +23,8 @@ def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
     return -(p * np.log(np.clip(p, _EPS, None))).sum(axis=axis)
 
 
-@dataclass
-class Decomposition:
-    """Per-face uncertainty. mean_probs (B, C); total, aleatoric, epistemic (B,) in nats."""
-
-    mean_probs: np.ndarray
-    total: np.ndarray
-    aleatoric: np.ndarray
-    epistemic: np.ndarray
-
-
-def decompose(member_probs: np.ndarray) -> Decomposition:
-    """member_probs (B, M, C) -> Decomposition."""
+def decompose(member_probs: np.ndarray) -> EnsembleOutput:
+    """member_probs (B, M, C) -> EnsembleOutput (float64 uncertainties; member_probs as given)."""
     p = np.asarray(member_probs, dtype=np.float64)
     if p.ndim != 3:
         raise ValueError(f"member_probs must be (B, M, C), got shape {p.shape}")
@@ -41,7 +32,7 @@ def decompose(member_probs: np.ndarray) -> Decomposition:
     total = entropy(mean)
     aleatoric = entropy(p).mean(axis=1)
     epistemic = np.clip(total - aleatoric, 0.0, None)
-    return Decomposition(mean, total, aleatoric, epistemic)
+    return EnsembleOutput(mean, total, aleatoric, epistemic, p)
 
 
 def normalise(nats: np.ndarray | float, num_classes: int) -> np.ndarray | float:

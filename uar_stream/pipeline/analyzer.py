@@ -1,52 +1,28 @@
-"""Analyzer: composes the stages (faces -> engine -> uncertainty -> router). The CLI and
-embedding apps use only this class."""
+"""Analyzer: composes the stages (faces -> engine -> uncertainty -> router), and opens
+managed streams that add the tracker and the sinks. The CLI and embedding apps use only
+this class."""
 from __future__ import annotations
 
-import logging
 import threading
-from dataclasses import dataclass
+import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
-from uar_stream.config import AnalyzerConfig, load_config
 from uar_stream.backends import Engine, create_engine
+from uar_stream.config import AnalyzerConfig, SourceConfig, load_config
 from uar_stream.errors import ModelError
-from uar_stream.pipeline.faces import DetectedFace, FaceDetector, align_face, to_bgr
-from uar_stream.model.store import model_id, read_manifest
-from uar_stream.pipeline.overlay import Overlay
+from uar_stream.flow import Event, FaceBatch, FaceResult, Sink, StreamResult
+from uar_stream.model.locate import resolve_model_path
 from uar_stream.model.preprocess import INPUT_SIZE, prepare_batch
-from uar_stream.flow import FaceResult
+from uar_stream.model.store import model_id, read_manifest
+from uar_stream.pipeline.faces import FaceDetector, align_face, to_bgr
+from uar_stream.pipeline.overlay import Overlay
 from uar_stream.pipeline.routing import Router
-
-if TYPE_CHECKING:
-    from uar_stream.pipeline.stream import FrameStream, StreamHandle
-    from uar_stream.pipeline.tracking import FaceTracker
-
-log = logging.getLogger("uar_stream")
-
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-
-
-def resolve_model_path(path: str | Path) -> Path:
-    """A relative model path is looked up in the working directory, then beside the package
-    (the checkout that ``pip install -e .`` points at)."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    beside = _PACKAGE_ROOT / p
-    return beside if beside.exists() else p
-
-
-@dataclass
-class FaceBatch:
-    """The faces of one frame, detected and aligned. crops: uint8 (N, S, S)."""
-
-    faces: list[DetectedFace]
-    crops: np.ndarray
-    frame_shape: tuple[int, int]
+from uar_stream.pipeline.stream import FrameStream, StreamHandle
+from uar_stream.pipeline.tracking import FaceTracker
 
 
 class Analyzer:
@@ -56,8 +32,9 @@ class Analyzer:
     ...     results = an.analyze(frame_bgr)
     ...     an.draw(frame_bgr, results)
 
-    Safe to call from several threads: each thread gets its own face detector, and the
-    engine call is serialised.
+    ``engine``: an engine to use instead of building one from ``config.engine`` (tests pass
+    a slow or fake one here). Safe to call from several threads: each thread gets its own
+    face detector, and the engine call is serialised.
     """
 
     def __init__(self, config: AnalyzerConfig, engine: Engine | None = None):
@@ -77,29 +54,37 @@ class Analyzer:
         self._local = threading.local()
         self._detectors: list[FaceDetector] = []
         self._engine_lock = threading.Lock()
+        self._streams: weakref.WeakSet[FrameStream] = weakref.WeakSet()
+        self._streams_lock = threading.Lock()
         self._closed = False
 
     @classmethod
     def from_config(cls, source: str | Path | dict | AnalyzerConfig | None = None,
-                    **overrides: Any) -> "Analyzer":
+                    **overrides: Any) -> Analyzer:
         """Build from a YAML path, a dict or a config; ``overrides`` use dotted keys with
         '__' for the dot, e.g. ``routing__tau_epistemic=0.1``."""
         return cls(load_config(source, {k.replace("__", "."): v for k, v in overrides.items()}))
 
-    # -- stages ---------------------------------------------------------------------------
-    def _detector(self) -> FaceDetector:
+    # -- stages (also what a FrameStream calls: the FaceStages protocol) --------------------
+    def prepare_thread(self) -> None:
+        """Build the calling thread's face detector now, if it has none."""
+        self.thread_detector()
+
+    def release_thread(self) -> None:
+        """Close the calling thread's face detector (stream threads call this on exit)."""
         det = getattr(self._local, "detector", None)
-        if det is None:
-            d = self.config.detector
-            det = FaceDetector(d.model, d.min_confidence, d.min_face_px)
-            self._local.detector = det
-            self._detectors.append(det)
-        return det
+        if det is not None:
+            self._local.detector = None
+            try:
+                self._detectors.remove(det)
+            except ValueError:
+                pass
+            det.close()
 
     def detect(self, frame: np.ndarray) -> FaceBatch:
         """Detect and align every face of a frame (any of gray, BGR, BGRA)."""
         bgr = to_bgr(frame)
-        faces = self._detector().detect(bgr)
+        faces = self.thread_detector().detect(bgr)
         faces = sorted(faces, key=lambda f: -f.score)[: self.config.detector.max_faces]
         if not faces:
             return FaceBatch([], np.zeros((0, INPUT_SIZE, INPUT_SIZE), np.uint8), bgr.shape[:2])
@@ -122,13 +107,12 @@ class Analyzer:
             for f in b.faces:
                 probs = out.mean_probs[i]
                 k = int(np.argmax(probs))
+                aleatoric, epistemic = float(out.aleatoric[i]), float(out.epistemic[i])
                 frame_res.append(FaceResult(
                     box=f.box, landmarks=f.landmarks, detection_score=f.score, probs=probs,
-                    label=self.classes[k], confidence=float(probs[k]),
-                    aleatoric=float(out.aleatoric[i]), epistemic=float(out.epistemic[i]),
-                    total=float(out.total[i]),
-                    route=self.router.route(float(out.aleatoric[i]), float(out.epistemic[i])),
-                    classes=self.classes))
+                    label=self.classes[k], confidence=float(probs[k]), aleatoric=aleatoric,
+                    epistemic=epistemic, total=float(out.total[i]),
+                    route=self.router.route(aleatoric, epistemic), classes=self.classes))
                 i += 1
             results.append(frame_res)
         return results
@@ -145,68 +129,76 @@ class Analyzer:
         return out
 
     # -- streams (live sources, kiosk embedding) -------------------------------------------
-    def new_tracker(self) -> "FaceTracker":
+    def new_tracker(self) -> FaceTracker:
         """A face tracker (ids, smoothing, hysteresis; config ``tracking``) for one stream."""
-        from uar_stream.pipeline.tracking import FaceTracker
-
         return FaceTracker(self.config.tracking, self.router, self.classes)
 
-    def stream(self, source: str | int | Path, on_result: "Callable | None" = None,
-               **options: Any) -> "FrameStream | StreamHandle":
+    def stream(self, source: str | int | Path, on_result: Callable[[StreamResult], None] | None = None,
+               *, sinks: Sequence[Sink] = (), pipelined: bool | None = None,
+               tracking: bool | None = None, config: SourceConfig | None = None,
+               on_events: Callable[[list[Event]], None] | None = None) -> FrameStream | StreamHandle:
         """Analyse a file, webcam index or stream URL as a managed stream.
 
-        Without ``on_result``: a :class:`~uar_stream.pipeline.stream.FrameStream` to iterate in
-        the caller's thread (``for r in an.stream(0): r.faces, r.image``). With it: the
+        Without ``on_result``: a :class:`~uar_stream.pipeline.stream.FrameStream` to iterate
+        in the caller's thread (``for r in an.stream(0): r.faces, r.image``). With it: the
         stream runs on a background thread and calls ``on_result(r)`` per frame; returns a
-        :class:`~uar_stream.pipeline.stream.StreamHandle` (``stop()``, ``join()``, ``error``).
-        ``options``: ``pipelined``, ``tracking`` (bools), ``config`` (a SourceConfig),
-        and with ``on_result``: ``on_events`` (called with the events left at the end).
-        Closing the stream, or this Analyzer, stops its threads and releases the source.
+        :class:`~uar_stream.pipeline.stream.StreamHandle` (``stop()``, ``join()``, ``error``),
+        and ``on_events`` gets the events left at the end.
+        ``sinks``: outputs (:class:`~uar_stream.flow.Sink`) opened with the stream, handed
+        every result and closed with its summary. ``pipelined``, ``tracking`` override the
+        config; ``config`` replaces the ``source`` section. Closing the stream, or this
+        Analyzer, stops its threads, releases the source and closes the sinks.
         """
-        from uar_stream.pipeline.stream import FrameStream, StreamHandle
-
-        on_events = options.pop("on_events", None)
-        s = FrameStream(self, source, **options)
+        src_cfg = config or self.config.source
+        use_tracking = self.config.tracking.enabled if tracking is None else tracking
+        s = FrameStream(self, source, src_cfg, tracker=self.new_tracker() if use_tracking else None,
+                        sinks=sinks, describe=self.describe(), pipelined=pipelined)
+        with self._streams_lock:
+            self._streams.add(s)
         return s if on_result is None else StreamHandle(s, on_result, on_events)
 
-    def run_in_background(self, source: str | int | Path, on_result: "Callable",
-                          **options: Any) -> "StreamHandle":
+    def run_in_background(self, source: str | int | Path, on_result: Callable[[StreamResult], None],
+                          **options: Any) -> StreamHandle:
         """``stream(source, on_result=...)``: analyse on a background thread."""
-        return self.stream(source, on_result=on_result, **options)
+        return self.stream(source, on_result, **options)
 
-    def release_thread_detector(self) -> None:
-        """Close the calling thread's face detector (stream threads call this on exit)."""
-        det = getattr(self._local, "detector", None)
-        if det is not None:
-            self._local.detector = None
-            try:
-                self._detectors.remove(det)
-            except ValueError:
-                pass
-            det.close()
-
-    def _register_stream(self, s: "FrameStream") -> None:
-        reg = self.__dict__.get("_stream_registry")
-        if reg is None:
-            from uar_stream.pipeline.stream import _StreamRegistry
-
-            reg = self.__dict__.setdefault("_stream_registry", _StreamRegistry())
-        reg.add(s)
+    def describe(self) -> dict:
+        """The model's side of a stream's description (see :class:`~uar_stream.flow.StreamInfo`)."""
+        r = self.config.routing
+        return {"config_hash": self.config.digest(), "model_id": self.model_id,
+                "model": str(self.model_dir), "backend": self.engine.name,
+                "thresholds": {"tau_epistemic": r.tau_epistemic, "tau_aleatoric": r.tau_aleatoric}}
 
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
+        """Close open streams, then the detectors (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        reg = self.__dict__.get("_stream_registry")
-        if reg is not None:  # streams first: their threads use the detectors closed below
-            reg.close_all()
+        with self._streams_lock:
+            streams = list(self._streams)
+        for s in streams:  # streams first: their threads use the detectors closed below
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - a sink's failure belongs to its stream's owner
+                pass
         for det in self._detectors:
             det.close()
         self._detectors.clear()
 
-    def __enter__(self) -> "Analyzer":
+    def __enter__(self) -> Analyzer:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def thread_detector(self) -> FaceDetector:
+        """The calling thread's face detector, built on first use (MediaPipe graphs are not
+        shared between threads)."""
+        det = getattr(self._local, "detector", None)
+        if det is None:
+            d = self.config.detector
+            det = FaceDetector(d.model, d.min_confidence, d.min_face_px)
+            self._local.detector = det
+            self._detectors.append(det)
+        return det

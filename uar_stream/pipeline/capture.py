@@ -18,12 +18,13 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from uar_stream.config import SourceConfig
 from uar_stream.errors import SourceError
-from uar_stream.pipeline.sources import Frame, Source, is_live_spec, open_source, redact
+from uar_stream.flow import Event, Frame
+from uar_stream.pipeline.sources import Source, is_live_spec, open_source, redact
 
 log = logging.getLogger("uar_stream.pipeline.capture")
 
@@ -35,17 +36,6 @@ def resolve_policy(policy: str, is_live: bool) -> str:
     if policy == "auto":
         return "newest_only" if is_live else "wait"
     return policy
-
-
-@dataclass
-class LinkEvent:
-    """A change in the link to a live source: ``kind`` is stream_lost or stream_restored."""
-
-    kind: str
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    def to_event(self) -> dict:
-        return {"event": self.kind, **self.fields}
 
 
 @dataclass
@@ -126,8 +116,8 @@ class ReconnectingReader:
     """Reads frames from a source; a live source that stops is reopened with exponential
     backoff (``source.reconnect_attempts``, ``backoff_initial_s`` .. ``backoff_max_s``).
 
-    ``next()`` returns a :class:`Frame`, a :class:`LinkEvent`, or None at the end of a file;
-    it raises :class:`SourceError` when a lost stream cannot be restored. Frame indexes keep
+    ``next()`` returns a :class:`Frame`, an :class:`Event` (stream_lost, stream_restored), or
+    None at the end of a file; it raises :class:`SourceError` when a lost stream cannot be restored. Frame indexes keep
     counting across reconnects; live timestamps are seconds since the source was opened,
     so they stay monotonic across a gap.
     """
@@ -147,7 +137,7 @@ class ReconnectingReader:
         self._lost_reason = ""
         self.reconnects = 0
 
-    def next(self) -> Frame | LinkEvent | None:
+    def next(self) -> Frame | Event | None:
         if self._lost_at is not None:
             return self._reconnect()
         try:
@@ -165,11 +155,12 @@ class ReconnectingReader:
             return None
         self._lost_at, self._lost_reason = time.perf_counter(), reason
         self._close_source()
-        return LinkEvent("stream_lost", {"source": redact(self.spec), "reason": reason,
-                                         "last_frame": self._index - 1,
-                                         "t": round(self._lost_at - self._t0, 3)})
+        # Stamped now, when the loss is noticed, not when a consumer gets to it.
+        return Event("stream_lost", {"source": redact(self.spec), "reason": reason,
+                                     "last_frame": self._index - 1,
+                                     "t": round(self._lost_at - self._t0, 3)})
 
-    def _reconnect(self) -> LinkEvent | None:
+    def _reconnect(self) -> Event | None:
         c = self.config
         wait = c.backoff_initial_s
         for attempt in range(1, c.reconnect_attempts + 1):
@@ -186,9 +177,9 @@ class ReconnectingReader:
             self._lost_at = None
             self.reconnects += 1
             self.fps, self.size = self.source.fps, self.source.size
-            return LinkEvent("stream_restored", {"source": redact(self.spec), "attempts": attempt,
-                                                 "gap_s": round(gap, 3), "next_frame": self._index,
-                                                 "width": self.size[0], "height": self.size[1]})
+            return Event("stream_restored", {"source": redact(self.spec), "attempts": attempt,
+                                             "gap_s": round(gap, 3), "next_frame": self._index,
+                                             "width": self.size[0], "height": self.size[1]})
         gap = time.perf_counter() - self._lost_at
         raise SourceError(f"stream {redact(self.spec)} lost ({self._lost_reason}) and not restored "
                           f"after {c.reconnect_attempts} reconnect attempts over {gap:.1f} s")

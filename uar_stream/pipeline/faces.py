@@ -8,11 +8,10 @@ transform, so a live face is framed like a FER2013 training face.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
+from uar_stream.flow import DetectedFace
 from uar_stream.model.preprocess import INPUT_SIZE, canonical_landmarks
 from uar_stream.quiet import third_party_quiet
 
@@ -20,15 +19,6 @@ from uar_stream.quiet import third_party_quiet
 RIGHT_EYE, LEFT_EYE, NOSE_TIP, MOUTH_CENTER, RIGHT_EAR, LEFT_EAR = range(6)
 #: The keypoints used for alignment, in the order of CANONICAL_LANDMARKS_48.
 ALIGN_POINTS = (RIGHT_EYE, LEFT_EYE, NOSE_TIP, MOUTH_CENTER)
-
-
-@dataclass
-class DetectedFace:
-    """One face in a frame. box: (x0, y0, x1, y1) pixels; landmarks: (6, 2) pixels."""
-
-    box: tuple[int, int, int, int]
-    score: float
-    landmarks: np.ndarray
 
 
 def to_bgr(frame: np.ndarray) -> np.ndarray:

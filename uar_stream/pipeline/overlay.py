@@ -7,8 +7,7 @@ import cv2
 import numpy as np
 
 from uar_stream.config import OverlayConfig
-from uar_stream.flow import FaceResult
-from uar_stream.pipeline.routing import Route
+from uar_stream.flow import FaceResult, Route
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -63,8 +62,10 @@ class Overlay:
         bh = max(3, int(6 * scale))
         n = max(len(f.probs), 2)
         h, w = frame.shape[:2]
-        for i, (name, val, col) in enumerate((("A", f.aleatoric, (0, 180, 255)),
-                                              ("E", f.epistemic, (40, 40, 230)))):
+        # The bars take the routes' configured colours: A as ambiguous, E as rejected.
+        bars = (("A", f.aleatoric, self.colors[Route.AMBIGUOUS]),
+                ("E", f.epistemic, self.colors[Route.OUT_OF_DISTRIBUTION]))
+        for i, (name, val, col) in enumerate(bars):
             yy = y + 3 + i * (bh + 3)
             if yy + bh >= h:
                 break

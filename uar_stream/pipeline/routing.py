@@ -1,16 +1,11 @@
-"""Routing: what to do with a face, given its two uncertainties."""
+"""Routing: what to do with a face, given its two uncertainties (Route lives in flow)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
-
-class Route(str, Enum):
-    CONFIDENT = "confident"  # show the label
-    AMBIGUOUS = "ambiguous"  # in-distribution but the expression itself is unclear: show the distribution
-    OUT_OF_DISTRIBUTION = "out_of_distribution"  # unfamiliar input: reject, show no emotion
+from uar_stream.flow import Route
 
 
 @dataclass(frozen=True)
@@ -34,16 +29,3 @@ class Router:
     def route_batch(self, aleatoric: np.ndarray, epistemic: np.ndarray) -> list[Route]:
         return [self.route(float(a), float(e)) for a, e in zip(aleatoric, epistemic)]
 
-
-@dataclass(frozen=True)
-class SingleUncertaintyRouter:
-    """The baseline that one score cannot escape: reject when the score (e.g. total
-    entropy) exceeds tau, otherwise accept. It cannot tell ambiguity from novelty."""
-
-    tau: float
-
-    def route(self, score: float) -> Route:
-        return Route.OUT_OF_DISTRIBUTION if score > self.tau else Route.CONFIDENT
-
-    def rejects(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) > self.tau

@@ -6,7 +6,6 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 from uar_stream.errors import SourceError
+from uar_stream.flow import Frame
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -29,19 +29,6 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 def redact(spec: str) -> str:
     """Hide credentials in a URL: rtsp://user:pass@host -> rtsp://user:***@host."""
     return re.sub(r"(://[^/:@]+):[^@/]*@", r"\1:***@", str(spec))
-
-
-@dataclass
-class Frame:
-    """A decoded frame. index counts frames read; timestamp_s is the source's clock."""
-
-    index: int
-    image: np.ndarray
-    timestamp_s: float
-    captured_at: float  # time.perf_counter() when read (for capture-to-result latency)
-    #: Live sources: the stream's own position (seconds, restarts after a reconnect); it
-    #: shows how far behind real time a reader is. None for files.
-    stream_pos_s: float | None = None
 
 
 class Source:

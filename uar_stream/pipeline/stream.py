@@ -1,85 +1,117 @@
-"""A managed stream: source -> (capture thread, detect thread) -> classify -> tracker.
+"""A managed stream: source -> (capture thread, detect thread) -> classify -> tracker -> sinks.
 
 ``FrameStream`` is what ``Analyzer.stream(source)`` returns: iterate it for one
-:class:`StreamResult` per analysed frame; ``close()`` (or leaving a ``with`` block, or
-breaking out of the loop) stops the threads and releases the camera.
+:class:`~uar_stream.flow.StreamResult` per analysed frame; ``close()`` (or leaving a ``with``
+block) stops the threads, releases the camera and closes the sinks with the summary.
 
 Pipelined (``source.pipelined: true``), three threads share the work::
 
     reader thread   source.read() -> raw buffer (policy: wait / newest_only / drop_oldest)
-    detect thread   raw -> Analyzer.detect (detect + align) -> ready buffer
-    caller's thread ready -> Analyzer.classify (one engine call for the ready frames) -> tracker
+    detect thread   raw -> stages.detect (detect + align) -> ready buffer
+    caller's thread ready -> stages.classify (one engine call for the ready frames) -> tracker
 
 so detection of frame t+1 overlaps inference on frame t (mediapipe, OpenCV and torch all
 release the GIL). Synchronous mode does the same steps one after another on the caller's
 thread (the baseline that ``tools/bench_live.py`` compares against).
+
+The stream knows the stages only through :class:`FaceStages` (the Analyzer implements it),
+so this module does not depend on the Analyzer.
 """
 from __future__ import annotations
 
 import threading
 import time
-import weakref
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from collections import deque
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from uar_stream.pipeline.capture import EndOfStream, FrameBuffer, LinkEvent, ReconnectingReader, capture_loop, resolve_policy
 from uar_stream.config import SourceConfig
-from uar_stream.flow import FaceResult
-from uar_stream.pipeline.sources import Frame, redact
+from uar_stream.flow import (Event, FaceBatch, FaceResult, Frame, RunSummary, Sink, StreamInfo,
+                             StreamResult)
+from uar_stream.pipeline.capture import (EndOfStream, FrameBuffer, ReconnectingReader, capture_loop,
+                                         resolve_policy)
+from uar_stream.pipeline.sources import redact
+from uar_stream.pipeline.tracking import FaceTracker
 
-if TYPE_CHECKING:
-    from uar_stream.pipeline.analyzer import Analyzer, FaceBatch
+
+class FaceStages(Protocol):
+    """What a stream needs from the analysis stages."""
+
+    def detect(self, frame: np.ndarray) -> FaceBatch:
+        """Detect and align the faces of one frame (on the calling thread's detector)."""
+
+    def classify(self, batches: list[FaceBatch]) -> list[list[FaceResult]]:
+        """One engine call over the faces of several frames; routed results per frame."""
+
+    def prepare_thread(self) -> None:
+        """Build the calling thread's detector now (its start-up is not frame latency)."""
+
+    def release_thread(self) -> None:
+        """Close the calling thread's detector (a stream thread calls this on exit)."""
 
 
-@dataclass
-class StreamResult:
-    """One analysed frame. ``events``: every event since the previous result, in order
-    (stream_lost / stream_restored, track_started / route_changed / track_ended), as dicts
-    with an ``event`` key. ``latency_ms``: capture to result."""
+class _RateMeter:
+    """Frames analysed per second of wall time, over the last ``window_s`` seconds."""
 
-    frame: Frame
-    faces: list[FaceResult]
-    events: list[dict] = field(default_factory=list)
-    latency_ms: float = 0.0
+    def __init__(self, window_s: float = 1.0):
+        self.window_s = window_s
+        self._times: deque[float] = deque()
 
-    @property
-    def image(self) -> np.ndarray:
-        return self.frame.image
-
-    @property
-    def index(self) -> int:
-        return self.frame.index
+    def tick(self) -> float | None:
+        now = time.perf_counter()
+        self._times.append(now)
+        while len(self._times) > 2 and now - self._times[0] > self.window_s:
+            self._times.popleft()
+        span = now - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else None
 
 
 class FrameStream:
     """Iterate for :class:`StreamResult`; see the module docstring. Opening the source
-    happens here, so a bad source raises :class:`~uar_stream.errors.SourceError` at once."""
+    happens here, so a bad source raises :class:`~uar_stream.errors.SourceError` at once.
 
-    def __init__(self, analyzer: "Analyzer", source, *, pipelined: bool | None = None,
-                 tracking: bool | None = None, config: SourceConfig | None = None):
-        self.analyzer = analyzer
-        self.config = config or analyzer.config.source
-        self.pipelined = self.config.pipelined if pipelined is None else pipelined
+    ``sinks`` are opened when iteration starts (after the source opened: a bad source
+    touches no output), handed every result, and closed with the :class:`RunSummary`
+    however the stream ends (every sink that opened, even when one fails; the first
+    failure is raised after). ``summary`` is final after ``close()``.
+    """
+
+    def __init__(self, stages: FaceStages, source, config: SourceConfig, *,
+                 tracker: FaceTracker | None = None, sinks: Sequence[Sink] = (),
+                 describe: dict | None = None, pipelined: bool | None = None):
+        self.stages = stages
+        self.config = config
+        self.pipelined = config.pipelined if pipelined is None else pipelined
         self._stop = threading.Event()
-        self.reader = ReconnectingReader(str(source), self.config, self._stop)
+        self.reader = ReconnectingReader(str(source), config, self._stop)
         self.source = redact(str(source))
         self.is_live = self.reader.is_live
         self.fps, self.size, self.frame_count = self.reader.fps, self.reader.size, self.reader.frame_count
-        self.policy = resolve_policy(self.config.buffer_policy, self.is_live)
-        use_tracking = analyzer.config.tracking.enabled if tracking is None else tracking
-        self.tracker = analyzer.new_tracker() if use_tracking else None
+        self.policy = resolve_policy(config.buffer_policy, self.is_live)
+        self.tracker = tracker
+        self.sinks = list(sinks)
+        self._opened: list[Sink] = []  # only these are closed
+        self.info = StreamInfo(self.source, self.is_live, self.size[0], self.size[1], self.fps,
+                               self.frame_count, self.policy, self.pipelined, tracker is not None,
+                               **(describe or {}))
+        self.summary = RunSummary(source=self.source)
         self.latencies_ms: list[float] = []
-        self.frames = 0
-        self._pending: list[dict] = []
+        self._rate = _RateMeter()
+        self._pending: list[Event] = []
         self._raw: FrameBuffer | None = None
         self._ready: FrameBuffer | None = None
         self._threads: list[threading.Thread] = []
+        self._t0 = time.perf_counter()
         self._started = False
         self._closed = False
 
     # -- public ---------------------------------------------------------------------------
+    @property
+    def frames(self) -> int:
+        """Frames analysed so far."""
+        return self.summary.frames
+
     @property
     def dropped(self) -> int:
         """Frames read from the source but never analysed (live buffer policies)."""
@@ -89,41 +121,45 @@ class FrameStream:
         """Ask the stream to end; safe from any thread and from a signal handler."""
         self._stop.set()
 
-    def drain_events(self) -> list[dict]:
-        """Events not yet handed out with a result (e.g. stream_lost before a failure,
-        track_ended at the end). Call after the loop."""
+    def interrupt(self) -> None:
+        """Stop, and record that the user asked (Ctrl-C, SIGTERM)."""
+        self.summary.interrupted = True
+        self.stop()
+
+    def drain_events(self) -> list[Event]:
+        """Events not handed out with a result (track_ended at the end, a stream_lost
+        before a failure); after ``close()`` they are in ``summary.final_events``."""
         out, self._pending = self._pending, []
         return out
 
     def __iter__(self) -> Iterator[StreamResult]:
-        self._start()
         try:
+            self._start()
             while not self._stop.is_set():
-                items = self._next_items()
-                frames: list[tuple[Frame, "FaceBatch"]] = []
-                for item in items + [None]:
-                    if isinstance(item, tuple):
-                        frames.append(item)
-                        continue
-                    if frames:  # classify what came before a control item in one call
-                        yield from self._classify(frames)
-                        frames = []
-                    if isinstance(item, LinkEvent):
-                        self._pending.append(item.to_event())
-                        if item.kind == "stream_lost" and self.tracker is not None:
-                            self._pending.extend(self.tracker.finish("stream_lost"))
-                    elif isinstance(item, EndOfStream):
-                        if item.error is not None:
-                            raise item.error
-                        return
+                done = yield from self._step()
+                if done:
+                    return
+        except GeneratorExit:
+            raise
+        except BaseException as e:
+            try:
+                self.close(error=e)
+            except Exception:  # noqa: BLE001 - the error that ended the stream matters more
+                pass
+            raise
         finally:
             self.close()
 
-    def close(self) -> None:
-        """Stop the threads, release the source; idempotent."""
+    def close(self, error: BaseException | None = None) -> None:
+        """Stop the threads, release the source, close the sinks; idempotent. ``error``:
+        what ended the stream abnormally (recorded in the summary)."""
         if self._closed:
             return
         self._closed = True
+        if error is not None and not isinstance(error, KeyboardInterrupt):
+            self.summary.error = str(error)
+        elif isinstance(error, KeyboardInterrupt):
+            self.summary.interrupted = True
         self._stop.set()
         for b in (self._raw, self._ready):
             if b is not None:
@@ -135,21 +171,26 @@ class FrameStream:
             self.reader.close()
         if self.tracker is not None:
             self._pending.extend(self.tracker.finish("end_of_stream"))
+        self._finish_summary()
+        self._close_sinks()
 
-    def __enter__(self) -> "FrameStream":
+    def __enter__(self) -> FrameStream:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(error=exc)
 
     # -- internals ------------------------------------------------------------------------
     def _start(self) -> None:
         if self._started:
             raise RuntimeError("a FrameStream can be iterated once")
         self._started = True
-        self.analyzer._register_stream(self)
+        self._t0 = time.perf_counter()
+        for s in self.sinks:  # a sink that cannot open fails the stream before any analysis
+            s.open(self.info)
+            self._opened.append(s)
         if not self.pipelined:
-            self.analyzer._detector()  # create it now: its start-up is not frame latency
+            self.stages.prepare_thread()
             return
         c = self.config
         self._raw = FrameBuffer(self.policy, c.buffer_size)
@@ -168,17 +209,37 @@ class FrameStream:
         self._detector_ready.wait(timeout=120)
         self._threads[1].start()
 
+    def _step(self):
+        """Classify what is ready, in order; returns True at the end of the stream."""
+        frames: list[tuple[Frame, FaceBatch]] = []
+        for item in self._next_items() + [None]:
+            if isinstance(item, tuple):
+                frames.append(item)
+                continue
+            if frames:  # classify what came before a control item in one call
+                yield from self._classify(frames)
+                frames = []
+            if isinstance(item, Event):
+                self._pending.append(item)
+                if item.kind == "stream_lost" and self.tracker is not None:
+                    self._pending.extend(self.tracker.finish("stream_lost"))
+            elif isinstance(item, EndOfStream):
+                if item.error is not None:
+                    raise item.error
+                return True
+        return False
+
     def _detect_loop(self) -> None:
         assert self._raw is not None and self._ready is not None
         try:
-            self.analyzer._detector()
+            self.stages.prepare_thread()
             self._detector_ready.set()
             while not self._stop.is_set():
                 ok, item = self._raw.get(0.1)
                 if not ok:
                     continue
                 if isinstance(item, Frame):
-                    if not self._ready.put((item, self.analyzer.detect(item.image))):
+                    if not self._ready.put((item, self.stages.detect(item.image))):
                         break
                     continue
                 self._ready.put(item, is_frame=False)
@@ -188,7 +249,7 @@ class FrameStream:
             self._ready.put(EndOfStream(e), is_frame=False)
         finally:
             self._detector_ready.set()
-            self.analyzer.release_thread_detector()
+            self.stages.release_thread()
 
     def _next_items(self) -> list:
         if not self.pipelined:
@@ -196,7 +257,7 @@ class FrameStream:
             if item is None:
                 return [EndOfStream()]
             if isinstance(item, Frame):
-                return [(item, self.analyzer.detect(item.image))]
+                return [(item, self.stages.detect(item.image))]
             return [item]
         assert self._ready is not None
         ok, item = self._ready.get(0.1)
@@ -204,8 +265,8 @@ class FrameStream:
             return []
         return [item] + self._ready.get_ready(self.config.batch_frames - 1)
 
-    def _classify(self, frames: list) -> Iterator[StreamResult]:
-        all_faces = self.analyzer.classify([b for _, b in frames])
+    def _classify(self, frames: list[tuple[Frame, FaceBatch]]) -> Iterator[StreamResult]:
+        all_faces = self.stages.classify([b for _, b in frames])
         for (frame, _), faces in zip(frames, all_faces):
             events, self._pending = self._pending, []
             if self.tracker is not None:
@@ -214,8 +275,36 @@ class FrameStream:
                 events.extend(track_events)
             latency = (time.perf_counter() - frame.captured_at) * 1000.0
             self.latencies_ms.append(latency)
-            self.frames += 1
-            yield StreamResult(frame, faces, events, latency)
+            result = StreamResult(frame, faces, events, latency, self._rate.tick())
+            self.summary.add(result)
+            for s in self.sinks:
+                s.write(result)
+            yield result
+
+    def _finish_summary(self) -> None:
+        s = self.summary
+        s.seconds = time.perf_counter() - self._t0
+        s.dropped_frames = self.dropped
+        if self.latencies_ms:
+            s.latency_ms_p50 = round(float(np.percentile(self.latencies_ms, 50)), 2)
+            s.latency_ms_p95 = round(float(np.percentile(self.latencies_ms, 95)), 2)
+        s.reconnects = self.reader.reconnects
+        s.tracks = self.tracker.total_tracks if self.tracker is not None else None
+        s.final_events = self.drain_events()
+
+    def _close_sinks(self) -> None:
+        """Close every sink, even after one fails; a failure is recorded in the summary
+        (so later sinks, e.g. the event log, report it) and the first one is raised."""
+        first: BaseException | None = None
+        for s in self._opened:
+            try:
+                s.close(self.summary)
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the others
+                if first is None:
+                    first = e
+                    self.summary.error = self.summary.error or str(e)
+        if first is not None:
+            raise first
 
 
 class StreamHandle:
@@ -226,7 +315,7 @@ class StreamHandle:
     """
 
     def __init__(self, stream: FrameStream, on_result: Callable[[StreamResult], None],
-                 on_events: Callable[[list[dict]], None] | None = None):
+                 on_events: Callable[[list[Event]], None] | None = None):
         self.stream = stream
         self.error: BaseException | None = None
         self._on_result, self._on_events = on_result, on_events
@@ -239,17 +328,23 @@ class StreamHandle:
                 self._on_result(r)
         except BaseException as e:  # noqa: BLE001 - kept for the app to inspect
             self.error = e
+            self.stream.close(error=e)
         finally:
-            self.stream.close()
-            rest = self.stream.drain_events()
+            try:
+                self.stream.close()
+            except Exception as e:  # noqa: BLE001 - a sink failed to close
+                self.error = self.error or e
+            rest = self.stream.summary.final_events
             if self._on_events is not None and rest:
                 self._on_events(rest)
 
     @property
     def running(self) -> bool:
+        """True while the stream thread runs."""
         return self._thread.is_alive()
 
     def stop(self, timeout: float | None = 10.0) -> None:
+        """Ask the stream to end and wait up to ``timeout`` seconds."""
         self.stream.stop()
         self.join(timeout)
 
@@ -259,26 +354,8 @@ class StreamHandle:
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def __enter__(self) -> "StreamHandle":
+    def __enter__(self) -> StreamHandle:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-class _StreamRegistry:
-    """The streams an Analyzer has open, so ``Analyzer.close()`` can stop them."""
-
-    def __init__(self) -> None:
-        self._streams: "weakref.WeakSet[FrameStream]" = weakref.WeakSet()
-        self._lock = threading.Lock()
-
-    def add(self, s: FrameStream) -> None:
-        with self._lock:
-            self._streams.add(s)
-
-    def close_all(self) -> None:
-        with self._lock:
-            streams = list(self._streams)
-        for s in streams:
-            s.close()

@@ -20,8 +20,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from uar_stream.config import TrackingConfig
-from uar_stream.flow import FaceResult
-from uar_stream.pipeline.routing import Route, Router
+from uar_stream.flow import Event, FaceResult, Route
+from uar_stream.pipeline.routing import Router
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -119,8 +119,8 @@ class SceneCutDetector:
 class FaceTracker:
     """``update(faces, frame, t_s) -> (faces with track_id and smoothed values, events)``.
 
-    One tracker per stream (it holds state). Events are dicts with ``event`` in
-    track_started, route_changed, track_ended.
+    One tracker per stream (it holds state). Events: track_started, route_changed,
+    track_ended (:class:`~uar_stream.flow.Event`).
     """
 
     def __init__(self, cfg: TrackingConfig, router: Router, classes: tuple[str, ...]):
@@ -154,9 +154,9 @@ class FaceTracker:
                 if iou[r, c] >= max(self.cfg.min_iou, 1e-6)}
 
     def update(self, faces: list[FaceResult], frame: int, t_s: float,
-               image: np.ndarray | None = None) -> tuple[list[FaceResult], list[dict]]:
+               image: np.ndarray | None = None) -> tuple[list[FaceResult], list[Event]]:
         """faces: one frame's results; image (optional): the frame, for scene-cut checks."""
-        events: list[dict] = []
+        events: list[Event] = []
         if image is not None and self._cuts is not None and self._cuts.is_cut(image):
             events.extend(self.finish("scene_cut"))
         boxes = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
@@ -205,23 +205,24 @@ class FaceTracker:
                                   route=route, track_id=tr.track_id)
         events = []
         if is_new:
-            events.append({"event": "track_started", "track_id": tr.track_id, "frame": frame,
-                           "t": round(t_s, 3), "box": [int(v) for v in f.box],
-                           "route": route.value, "label": res.label})
+            events.append(Event("track_started", {"track_id": tr.track_id, "frame": frame,
+                                                 "t": round(t_s, 3), "box": [int(v) for v in f.box],
+                                                 "route": route.value, "label": res.label}))
         elif route != old_route:
-            events.append({"event": "route_changed", "track_id": tr.track_id, "frame": frame,
-                           "t": round(t_s, 3), "from": old_route.value, "to": route.value,
-                           "label": res.label, "aleatoric": round(aleatoric, 4),
-                           "epistemic": round(epistemic, 4), "total": round(total, 4)})
+            events.append(Event("route_changed", {
+                "track_id": tr.track_id, "frame": frame, "t": round(t_s, 3),
+                "from": old_route.value, "to": route.value, "label": res.label,
+                "aleatoric": round(aleatoric, 4), "epistemic": round(epistemic, 4),
+                "total": round(total, 4)}))
         return res, events
 
-    def _ended(self, tr: Track, reason: str) -> dict:
-        return {"event": "track_ended", "track_id": tr.track_id, "frame": tr.last_frame,
-                "t": round(tr.last_t, 3), "reason": reason, "frames": tr.frames,
-                "duration_s": round(tr.last_t - tr.started_t, 3),
-                "route_seconds": {k: round(v, 3) for k, v in tr.route_seconds.items()}}
+    def _ended(self, tr: Track, reason: str) -> Event:
+        return Event("track_ended", {
+            "track_id": tr.track_id, "frame": tr.last_frame, "t": round(tr.last_t, 3),
+            "reason": reason, "frames": tr.frames, "duration_s": round(tr.last_t - tr.started_t, 3),
+            "route_seconds": {k: round(v, 3) for k, v in tr.route_seconds.items()}})
 
-    def finish(self, reason: str = "run_ended") -> list[dict]:
+    def finish(self, reason: str = "run_ended") -> list[Event]:
         """End every live track (end of stream, stream lost)."""
         events = [self._ended(tr, reason) for tr in self.tracks]
         self.tracks = []

@@ -8,8 +8,7 @@ from uar_stream.errors import SinkError
 from uar_stream.pipeline.sinks.events import EventLog
 from uar_stream.labels import CLASSES
 from uar_stream.pipeline.overlay import Overlay, label_text
-from uar_stream.flow import FaceResult
-from uar_stream.pipeline.routing import Route
+from uar_stream.flow import Event, FaceResult, Route
 
 
 def face(route, probs=None, box=(100, 100, 200, 220)):
@@ -42,8 +41,8 @@ def test_box_colour_follows_route(h, w):
 def test_events_are_flushed_jsonl_lines(tmp_path):
     p = tmp_path / "sub" / "ev.jsonl"
     log = EventLog(p)
-    log.emit("run_started", source="x")
-    log.emit("face", frame=0, **face(Route.AMBIGUOUS).to_dict())
+    log.write(Event("run_started", {"source": "x"}))
+    log.write(Event("face", {"frame": 0, **face(Route.AMBIGUOUS).to_dict()}))
     # readable before close: a crash after this point loses nothing
     lines = [json.loads(line) for line in p.read_text().splitlines()]
     assert [e["event"] for e in lines] == ["run_started", "face"]

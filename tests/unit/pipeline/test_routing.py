@@ -1,6 +1,7 @@
 import numpy as np
 
-from uar_stream.pipeline.routing import Route, Router, SingleUncertaintyRouter
+from uar_stream.flow import Route
+from uar_stream.pipeline.routing import Router
 
 
 def test_uar_routes_by_the_right_uncertainty():
@@ -18,11 +19,3 @@ def test_route_batch_matches_scalar():
     r = Router(0.1, 0.8)
     a, e = np.array([0.1, 1.0, 0.1]), np.array([0.0, 0.0, 0.5])
     assert r.route_batch(a, e) == [Route.CONFIDENT, Route.AMBIGUOUS, Route.OUT_OF_DISTRIBUTION]
-
-
-def test_single_uncertainty_router_rejects_ambiguous_and_novel_alike():
-    s = SingleUncertaintyRouter(tau=1.0)
-    assert s.route(1.5) is Route.OUT_OF_DISTRIBUTION
-    assert s.route(0.5) is Route.CONFIDENT
-    np.testing.assert_array_equal(s.rejects(np.array([0.5, 1.5])), [False, True])
-    assert Route("ambiguous") is Route.AMBIGUOUS

@@ -9,7 +9,8 @@ from tests.support.live import make_tiny_model
 from uar_stream import Analyzer, load_config
 from uar_stream.config import TrackingConfig
 from uar_stream.flow import FaceResult
-from uar_stream.pipeline.routing import Route, Router
+from uar_stream.flow import Route
+from uar_stream.pipeline.routing import Router
 from uar_stream.pipeline.sources import open_source
 from uar_stream.pipeline.tracking import FaceTracker, iou_matrix
 
@@ -63,12 +64,12 @@ def test_hysteresis_and_smoothing_stop_a_flickering_route_and_report_changes():
     flips = sum(x != y for x, y in zip(routes, routes[1:]))
     raw_flips = sum(x != y for x, y in zip(raw_routes, raw_routes[1:]))
     assert raw_flips == 19 and flips == 1 and routes[-1] is Route.AMBIGUOUS
-    changed = [e for e in events if e["event"] == "route_changed"]
-    assert len(changed) == 1 and changed[0]["from"] == "confident" and changed[0]["to"] == "ambiguous"
-    assert changed[0]["aleatoric"] > 0.9  # the smoothed value that crossed the threshold
+    changed = [e for e in events if e.kind == "route_changed"]
+    assert len(changed) == 1 and changed[0].fields["from"] == "confident" and changed[0].fields["to"] == "ambiguous"
+    assert changed[0].fields["aleatoric"] > 0.9  # the smoothed value that crossed the threshold
     end = tr.finish()
-    assert end[0]["event"] == "track_ended" and end[0]["frames"] == 30
-    assert sum(end[0]["route_seconds"].values()) == pytest.approx(end[0]["duration_s"], abs=1e-3)
+    assert end[0].kind == "track_ended" and end[0].fields["frames"] == 30
+    assert sum(end[0].fields["route_seconds"].values()) == pytest.approx(end[0].fields["duration_s"], abs=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_tracks_on_a_clip_with_scene_cuts(media, tiny_analyzer):
     for frames in spans.values():  # no id lives on both sides of a cut
         first, last = frames[0][0], frames[-1][0]
         assert not any(first < c <= last for c in HAMILTON_CUTS)
-    assert sum(e.get("reason") == "scene_cut" for e in events) >= 3
+    assert sum(e.fields.get("reason") == "scene_cut" for e in events) >= 3
     long = {k: v for k, v in spans.items() if len(v) >= 5}
     per_scene = [sum(bounds[s] <= v[0][0] < bounds[s + 1] for v in long.values()) for s in range(4)]
     # A person counts 2, ~6, 1 and 4-6 faces in the four shots.
