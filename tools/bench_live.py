@@ -65,8 +65,9 @@ def bench_live(an, url: str, name: str, pipelined: bool, seconds: float) -> dict
 
 
 def main() -> int:
-    from tests.support.live import RtspServer
     from uar_stream import Analyzer, load_config
+
+    from tests.support.live import RtspServer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="engines/default")

@@ -15,8 +15,8 @@ import sys
 import cv2
 import numpy as np
 
-from uar_stream.pipeline.faces import FaceDetector, align_face, to_bgr
 from uar_stream.model.preprocess import INPUT_SIZE
+from uar_stream.pipeline.faces import FaceDetector, align_face, to_bgr
 from uar_stream.pipeline.sources import open_source
 
 

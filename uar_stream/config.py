@@ -25,6 +25,8 @@ def _opt(default, *, choices=None, lo=None, hi=None, doc=""):
 
 @dataclass
 class ModelConfig:
+    """``model:``: which model directory to load."""
+
     #: Model directory (manifest.json + member weights). Relative paths are tried against the
     #: working directory, then the uar-stream checkout/installation.
     path: str = "engines/default"
@@ -32,6 +34,8 @@ class ModelConfig:
 
 @dataclass
 class DetectorConfig:
+    """``detector:``: MediaPipe face detection (range model, score and size floors, faces per frame)."""
+
     model: str = _opt("full", choices=("full", "short"))
     min_confidence: float = _opt(0.65, lo=0.05, hi=0.99)
     min_face_px: int = _opt(16, lo=4, hi=4096)
@@ -40,6 +44,8 @@ class DetectorConfig:
 
 @dataclass
 class EngineConfig:
+    """``engine:``: the inference backend (see :func:`uar_stream.backends.create_engine`)."""
+
     backend: str = _opt("auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
     device: str = _opt("auto", choices=("auto", "cpu", "cuda"))
     precision: str = _opt("fp32", choices=("fp32", "fp16", "bf16"))
@@ -49,6 +55,8 @@ class EngineConfig:
 
 @dataclass
 class RoutingConfig:
+    """``routing:``: the two thresholds that send a face to confident, ambiguous or rejected."""
+
     #: Thresholds in nats (natural-log entropy). Set by ``uar-stream calibrate``.
     tau_epistemic: float = _opt(0.1346, lo=0.0, hi=10.0)
     tau_aleatoric: float = _opt(0.8647, lo=0.0, hi=10.0)
@@ -56,6 +64,8 @@ class RoutingConfig:
 
 @dataclass
 class OverlayConfig:
+    """``overlay:``: what is drawn on the annotated frames."""
+
     enabled: bool = True
     bars: bool = True
     fps: bool = True
@@ -68,6 +78,8 @@ class OverlayConfig:
 
 @dataclass
 class EventsConfig:
+    """``events:``: which face results go to the JSONL event log."""
+
     #: When to log a face result: every_frame, on_change (route or label changed for the
     #: face at that place), every_n (every n-th frame), off.
     faces: str = _opt("on_change", choices=("every_frame", "on_change", "every_n", "off"))
@@ -77,11 +89,15 @@ class EventsConfig:
 
 @dataclass
 class OutputConfig:
+    """``output:``: the annotated video file."""
+
     codec: str = _opt("mp4v", choices=("mp4v", "avc1", "MJPG", "XVID"))
 
 
 @dataclass
 class SourceConfig:
+    """``source:``: reading frames (buffering, pipelining, reconnects, stream timeouts)."""
+
     #: What to do when frames arrive faster than they are analysed. auto: files -> wait
     #: (every frame, back-pressure), live -> newest_only; drop_oldest keeps buffer_size frames.
     buffer_policy: str = _opt("auto", choices=("auto", "wait", "drop_oldest", "newest_only"))
@@ -99,6 +115,8 @@ class SourceConfig:
 
 @dataclass
 class TrackingConfig:
+    """``tracking:``: face ids across frames, smoothing and route hysteresis."""
+
     enabled: bool = True
     #: Per-track smoothing of probabilities and both uncertainties: ema, window (mean of the
     #: last `window` frames) or off.
@@ -115,6 +133,8 @@ class TrackingConfig:
 
 @dataclass
 class AnalyzerConfig:
+    """The whole configuration: one section per key of ``configs/default.yaml``."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -126,6 +146,7 @@ class AnalyzerConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict:
+        """Plain nested dict of every key (YAML/JSON-ready)."""
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
@@ -138,36 +159,51 @@ def _type_name(t: Any) -> str:
 
 
 def _coerce(key: str, value: Any, f: dataclasses.Field, ftype: Any) -> Any:
-    meta = f.metadata
-    if ftype is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: true, false")
-        return value
-    if ftype in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: {value!r} is not a number ({_type_name(ftype)})")
-        if ftype is int and float(value) != int(value):
-            raise ConfigError(f"{key}: {value!r} must be a whole number")
-        value = ftype(value)
-        lo, hi = meta.get("lo"), meta.get("hi")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ConfigError(f"{key}: {value!r} is out of range; allowed: {lo} to {hi}")
-        return value
-    if ftype is str:
-        if not isinstance(value, str):
-            value = str(value) if isinstance(value, (int, float)) and not meta.get("choices") else value
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: {value!r} is not a string")
-        choices = meta.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {', '.join(choices)}")
-        return value
-    if ftype is list:  # colours
-        if (not isinstance(value, (list, tuple)) or len(value) != 3
-                or not all(isinstance(c, int) and 0 <= c <= 255 for c in value)):
-            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: [B, G, R] with 0-255 integers")
-        return list(value)
-    raise ConfigError(f"{key}: unsupported type")
+    coerce = _COERCERS.get(ftype)
+    if coerce is None:
+        raise ConfigError(f"{key}: unsupported type")
+    return coerce(key, value, f.metadata, ftype)
+
+
+def _coerce_bool(key: str, value: Any, meta: Any, ftype: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: true, false")
+    return value
+
+
+def _coerce_number(key: str, value: Any, meta: Any, ftype: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: {value!r} is not a number ({_type_name(ftype)})")
+    if ftype is int and float(value) != int(value):
+        raise ConfigError(f"{key}: {value!r} must be a whole number")
+    value = ftype(value)
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed: {lo} to {hi}")
+    return value
+
+
+def _coerce_str(key: str, value: Any, meta: Any, ftype: Any) -> str:
+    if not isinstance(value, str):
+        value = str(value) if isinstance(value, (int, float)) and not meta.get("choices") else value
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: {value!r} is not a string")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {', '.join(choices)}")
+    return value
+
+
+def _coerce_color(key: str, value: Any, meta: Any, ftype: Any) -> list:
+    if (not isinstance(value, (list, tuple)) or len(value) != 3
+            or not all(isinstance(c, int) and 0 <= c <= 255 for c in value)):
+        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: [B, G, R] with 0-255 integers")
+    return list(value)
+
+
+# the only list-typed keys are colours
+_COERCERS = {bool: _coerce_bool, int: _coerce_number, float: _coerce_number, str: _coerce_str,
+             list: _coerce_color}
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
@@ -195,6 +231,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 
 def from_dict(data: dict | None) -> AnalyzerConfig:
+    """Validate a nested dict (missing keys take their defaults); raises ConfigError."""
     return _build(AnalyzerConfig, data or {}, "")
 
 

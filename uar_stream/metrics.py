@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Share of rows whose arg-max class is the label."""
     return float((np.asarray(probs).argmax(1) == np.asarray(labels)).mean())
 
 
@@ -49,6 +50,7 @@ def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two (N,) arrays (ties get average ranks)."""
     return float(spearmanr(a, b).statistic)
 
 

@@ -3,10 +3,10 @@ a broken model, a broken preprocessing or a broken engine cannot land."""
 import numpy as np
 
 from uar_stream.backends import create_engine
-from uar_stream.metrics import accuracy, spearman
 from uar_stream.labels import emotion_rows, majority_label, vote_entropy
-from uar_stream.model.store import read_manifest
+from uar_stream.metrics import accuracy, spearman
 from uar_stream.model.preprocess import prepare_batch
+from uar_stream.model.store import read_manifest
 
 N = 800  # the first 800 PublicTest faces FER+ keeps
 

@@ -63,6 +63,7 @@ class CudaGraphRunner:
         return self.buckets[i]
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Outputs for the n rows of ``x``: views of static buffers, valid until the next call."""
         n = x.shape[0]
         b = self.bucket(n)
         static = self._inputs[b]

@@ -27,9 +27,11 @@ class UncertaintyGraph(nn.Module):
 
     @property
     def members(self) -> int:
+        """Ensemble size M."""
         return int(self.fused.members)
 
     def forward(self, x: torch.Tensor):
+        """x (B, 1, H, W) -> mean_probs (B, C), total, aleatoric, epistemic (B,), member_probs (B, M, C)."""
         weight_dtype = next(self.fused.parameters()).dtype
         logits = self.fused(x.to(weight_dtype)).float() * self.inv_temperature.float()
         member_probs = torch.softmax(logits, dim=-1)

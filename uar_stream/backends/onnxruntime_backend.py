@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from uar_stream.errors import ConfigError, ModelError
 from uar_stream.backends.base import BatchedEngine, EnsembleOutput
 from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES
+from uar_stream.errors import ConfigError, ModelError
 
 log = logging.getLogger("uar_stream.engine")
 
@@ -32,7 +32,7 @@ def default_threads() -> int:
     return max(1, min(cores, 4))
 
 
-def available() -> str | None:
+def unavailable_reason() -> str | None:
     """None if onnxruntime can be imported, else why not."""
     try:
         import onnxruntime  # noqa: F401

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from uar_stream.errors import ConfigError, ModelError
 from uar_stream.backends.base import BatchedEngine, EnsembleOutput
 from uar_stream.backends.export import artifact_key, cache_dir, ensure_onnx, publish
 from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES
+from uar_stream.errors import ConfigError, ModelError
 
 log = logging.getLogger("uar_stream.engine")
 
@@ -47,16 +47,16 @@ def _import_tensorrt():
     return trt
 
 
-def available() -> str | None:
+def unavailable_reason() -> str | None:
     """None if TensorRT and a CUDA GPU are usable, else why not (without importing TensorRT
     when it is absent)."""
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is None:
         return "tensorrt is not installed (the 'gpu' extra)"
-    from uar_stream.backends.torch_backend import cuda_available
+    from uar_stream.backends.torch_backend import cuda_unavailable_reason
 
-    return cuda_available()
+    return cuda_unavailable_reason()
 
 
 def _gpu_slug(device_index: int) -> str:

@@ -1,1 +1,1 @@
-"""cli"""
+"""The ``uar-stream`` command line, one module per command."""

@@ -1,3 +1,4 @@
+"""``python -m uar_stream.cli``: the same as ``uar-stream``."""
 import sys
 
 from uar_stream.cli.main import main

@@ -1,1 +1,1 @@
-"""datasets"""
+"""Datasets: FER+ faces with their annotators' votes."""

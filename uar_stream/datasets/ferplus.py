@@ -24,13 +24,16 @@ class FaceSet:
 
     @property
     def soft(self) -> np.ndarray:
+        """Annotators' vote distribution over the 8 emotions, float32 (N, 8)."""
         return vote_distribution(self.votes).astype(np.float32)
 
     @property
     def majority(self) -> np.ndarray:
+        """Most-voted emotion per face (N,)."""
         return majority_label(self.votes)
 
     def subset(self, idx: np.ndarray) -> "FaceSet":
+        """The faces at ``idx`` (sha256 kept: it names the source file)."""
         return FaceSet(self.images[idx], self.votes[idx], self.sha256)
 
 
@@ -57,6 +60,7 @@ def load_npz(path: str | Path) -> FaceSet:
 
 
 def image_hashes(images: np.ndarray) -> list[bytes]:
+    """16-byte digest per image: equal pixels, equal digest (for leakage checks)."""
     return [hashlib.blake2b(im.tobytes(), digest_size=16).digest() for im in images]
 
 

@@ -36,6 +36,7 @@ def threshold_for_rate(ood_scores: np.ndarray, rate: float) -> float:
 
 
 def operate(ood_scores: np.ndarray, id_scores: np.ndarray, rate: float) -> Operating:
+    """The router that rejects ``rate`` of ``ood_scores``, and what it does to ``id_scores``."""
     t = threshold_for_rate(ood_scores, rate)
     kept = np.asarray(id_scores) <= t
     share = float(kept.mean()) if kept.size else float("nan")  # no ambiguous faces: undefined

@@ -34,10 +34,12 @@ SetId = tuple[str, int]  # (corruption name, severity)
 
 
 def set_key(images: np.ndarray, seed: int) -> str:
+    """Cache folder name for sets built from ``images`` with ``seed`` by this pipeline version."""
     return f"{images_key(images)[:20]}-seed{seed}-v{PIPELINE_VERSION}"
 
 
 def set_path(cache_dir: Path, key: str, sid: SetId) -> Path:
+    """Where the cached faces of one (corruption, severity) set live."""
     return cache_dir / key / f"{sid[0]}_s{sid[1]}.npz"
 
 
@@ -81,6 +83,7 @@ def save_atomic(path: Path, **arrays) -> None:
 
 
 def load_cached(path: Path) -> np.ndarray | None:
+    """The cached faces at ``path``, or None when the file is missing or unreadable."""
     try:
         with np.load(path, allow_pickle=False) as d:
             return d["images"]

@@ -1,1 +1,1 @@
-"""model"""
+"""The model: ensemble architectures, weights on disk, preprocessing, uncertainty."""

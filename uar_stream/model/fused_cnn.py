@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,13 @@ class CnnArch:
     dropout: float = 0.2
 
     def to_dict(self) -> dict:
+        """JSON-ready form (the manifest's ``arch``)."""
         return {"stem": self.stem, "widths": list(self.widths), "blocks": list(self.blocks),
                 "dropout": self.dropout}
 
     @classmethod
     def from_dict(cls, d: dict) -> "CnnArch":
+        """Inverse of :meth:`to_dict`."""
         return cls(stem=int(d["stem"]), widths=tuple(int(w) for w in d["widths"]),
                    blocks=tuple(int(b) for b in d["blocks"]), dropout=float(d["dropout"]))
 
@@ -78,7 +80,7 @@ class FusedCnn(nn.Module):
         self.stem = _GConvBN(m, 1, arch.stem)
         layers: list[nn.Module] = []
         cin = arch.stem
-        for i, (w, n) in enumerate(zip(arch.widths, arch.blocks)):
+        for w, n in zip(arch.widths, arch.blocks, strict=True):
             for j in range(n):
                 # Each stage halves the resolution: 48 -> 24 -> 12 -> 6.
                 layers.append(_GBlock(m, cin, w, stride=2 if j == 0 else 1))
@@ -88,6 +90,7 @@ class FusedCnn(nn.Module):
         self.head = nn.Conv2d(m * cin, m * num_classes, 1, groups=m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, M, C); the two input layouts are in the class docstring."""
         if x.shape[1] == 1 and self.members > 1:
             # Every member sees the same face: the grouped stem (one input channel per group)
             # is then one plain conv over the shared channel, with the same weight tensor.

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import uar_stream
-from tests.support.paths import ROOT
 from uar_stream.evaluation import sets
 from uar_stream.evaluation.corruptions import (
     CORRUPTIONS,
@@ -31,6 +30,8 @@ from uar_stream.evaluation.corruptions import (
     upscale,
     weather,
 )
+
+from tests.support.paths import ROOT
 
 
 @pytest.fixture(scope="module")

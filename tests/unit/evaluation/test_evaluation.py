@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from uar_stream.errors import ConfigError
 from uar_stream import metrics
+from uar_stream.errors import ConfigError
 from uar_stream.evaluation.calibrate import fit, tau_for_precision
 from uar_stream.evaluation.evaluate import ambiguous_mask
 from uar_stream.evaluation.retention import operate, retention_curve, threshold_for_rate

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from uar_stream.pipeline.faces import ALIGN_POINTS, align_face, similarity_transform, to_bgr
 from uar_stream.model.preprocess import CANONICAL_LANDMARKS_48, INPUT_SIZE, canonical_landmarks
+from uar_stream.pipeline.faces import ALIGN_POINTS, align_face, similarity_transform, to_bgr
 
 
 def _apply(m, pts):

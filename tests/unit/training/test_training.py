@@ -1,13 +1,11 @@
 """Training runs for real on FER+ (a small subset): the CLI path, resume, the LDL shape."""
-import json
 
-import numpy as np
 import pytest
 
 from uar_stream.cli.main import main
+from uar_stream.datasets.ferplus import calibration_split, image_hashes, load_npz, training_faces
 from uar_stream.model.store import load_fused
 from uar_stream.training.augment import AugmentConfig, augment
-from uar_stream.datasets.ferplus import calibration_split, image_hashes, load_npz, training_faces
 
 pytestmark = pytest.mark.slow
 
