@@ -49,7 +49,7 @@ def register(sub) -> dict:
     c = sub.add_parser("calibrate", help="fit routing thresholds to target rates and write a config")
     c.add_argument("--data", required=True, help="in-distribution faces: FER+-layout .npz, or an .npz "
                    "with only 'images' (your own aligned 48x48 crops; no precision target then)")
-    c.add_argument("--out", default="configs/calibrated.yaml", help="config YAML to write")
+    c.add_argument("--out", default="calibrated.yaml", help="config YAML to write (default: calibrated.yaml)")
     c.add_argument("--model", help="model directory (default: the config's model.path)")
     c.add_argument("--config", help="base config (default: built-in defaults)")
     c.add_argument("--id-reject", type=float, default=0.05,
