@@ -6,8 +6,9 @@ from uar_stream.flow import (EnsembleOutput, Event, FaceResult, Route, RunSummar
 from uar_stream.model.uncertainty import decompose
 from uar_stream.pipeline.analyzer import Analyzer
 from uar_stream.pipeline.routing import Router
+from uar_stream.version import __version__
 
 __all__ = ["Analyzer", "AnalyzerConfig", "ConfigError", "DataError", "EnsembleOutput", "Event",
            "FaceResult", "ModelError", "Route", "Router", "RunSummary", "Sink", "SinkError",
-           "SourceError", "StreamInfo", "StreamResult", "UarError", "decompose", "load_config"]
-__version__ = "0.1.0"
+           "SourceError", "StreamInfo", "StreamResult", "UarError", "__version__", "decompose",
+           "load_config"]

@@ -41,7 +41,7 @@ from uar_stream.backends import onnxruntime_backend, tensorrt_backend
 from uar_stream.backends.base import BatchedEngine, EnsembleOutput
 from uar_stream.backends.export import export_onnx, load_graph
 from uar_stream.backends.graph import UncertaintyGraph
-from uar_stream.backends.torch_backend import TorchEngine, cuda_available
+from uar_stream.backends.torch_backend import TorchEngine, cuda_unavailable_reason
 
 log = logging.getLogger("uar_stream.bench")
 
@@ -143,10 +143,10 @@ def available_backends(work: Path, precision: str, max_batch: int, threads: int,
     skipped: dict[str, str] = {}
     gpu_precision = precision if precision in ("fp32", "fp16") else "fp16"
     checks = {
-        "onnxruntime": (onnxruntime_backend.available(), lambda: _onnxruntime(work, threads, max_batch)),
+        "onnxruntime": (onnxruntime_backend.unavailable_reason(), lambda: _onnxruntime(work, threads, max_batch)),
         "torch-cpu": (None, lambda: _torch("cpu", "fp32", max_batch, threads)),
-        "torch-cuda": (cuda_available(), lambda: _torch("cuda", precision, max_batch, threads)),
-        "tensorrt": (tensorrt_backend.available(), lambda: _tensorrt(work, gpu_precision, max_batch)),
+        "torch-cuda": (cuda_unavailable_reason(), lambda: _torch("cuda", precision, max_batch, threads)),
+        "tensorrt": (tensorrt_backend.unavailable_reason(), lambda: _tensorrt(work, gpu_precision, max_batch)),
     }
     for name, (why, make) in checks.items():
         if wanted and name not in wanted:
@@ -362,7 +362,7 @@ def environment(threads: int) -> dict:
            "cores": cores, "load_avg_1min": round(os.getloadavg()[0], 2),
            "onnxruntime_threads": threads or onnxruntime_backend.default_threads(),
            "torch_threads": threads or torch.get_num_threads()}
-    if not cuda_available():
+    if not cuda_unavailable_reason():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
 
@@ -441,13 +441,3 @@ def run_from_args(a: argparse.Namespace) -> int:
         Path(a.json).write_text(json.dumps(report, indent=2))
         print(f"wrote {a.json}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of tools/bench_engines.py."""
-    from uar_stream.cli.engines import add_bench_arguments
-
-    p = argparse.ArgumentParser(prog="bench_engines", description=__doc__.splitlines()[0])
-    add_bench_arguments(p)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return run_from_args(p.parse_args(argv))

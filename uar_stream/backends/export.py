@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from uar_stream.errors import ConfigError, ModelError
-from uar_stream.model.store import Manifest, load_ensemble, model_id, read_manifest
+from uar_stream.model.ensemble import load_ensemble
+from uar_stream.model.store import Manifest, model_id, read_manifest
 from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES, UncertaintyGraph
 
 log = logging.getLogger("uar_stream.engine")
@@ -45,7 +46,7 @@ _ARTIFACT_RE = re.compile(r"^[0-9a-f]{12,}-(fp32|fp16)\.onnx$")
 
 def load_graph(model_dir: str | Path) -> tuple[UncertaintyGraph, Manifest]:
     """Model directory -> (the eval-mode fp32 uncertainty graph, its manifest); any backbone
-    :func:`uar_stream.model.store.load_ensemble` knows (the fused CNN, DINOv2)."""
+    :func:`uar_stream.model.ensemble.load_ensemble` knows (the fused CNN, DINOv2)."""
     fused, man = load_ensemble(model_dir)
     return UncertaintyGraph(fused, man.temperature).eval(), man
 

@@ -16,7 +16,7 @@ from typing import Callable
 from uar_stream.backends import onnxruntime_backend, tensorrt_backend
 from uar_stream.backends.base import Engine
 from uar_stream.backends.export import ensure_onnx, load_graph
-from uar_stream.backends.torch_backend import TorchEngine, cuda_available
+from uar_stream.backends.torch_backend import TorchEngine, cuda_unavailable_reason
 from uar_stream.errors import ConfigError, ModelError, UarError
 from uar_stream.model.store import Manifest, read_manifest
 
@@ -40,7 +40,7 @@ class _Request:
 def _tensorrt(r: _Request) -> Engine:
     if r.device == "cpu":
         raise ConfigError("engine.device: tensorrt runs on cuda only; use device auto or cuda")
-    if why := tensorrt_backend.available():
+    if why := tensorrt_backend.unavailable_reason():
         raise ConfigError(f"engine.backend: tensorrt cannot run here: {why}")
     m = r.manifest
     for attempt in (1, 2):
@@ -57,7 +57,7 @@ def _tensorrt(r: _Request) -> Engine:
 
 
 def _torch(r: _Request, device: str) -> Engine:
-    if device == "cuda" and (why := cuda_available()):
+    if device == "cuda" and (why := cuda_unavailable_reason()):
         raise ConfigError(f"engine.device: cuda is not usable by torch: {why}")
     graph, m = load_graph(r.model_dir)
     return TorchEngine(graph, m.members, len(m.classes), device, r.precision, r.max_batch,
@@ -65,7 +65,7 @@ def _torch(r: _Request, device: str) -> Engine:
 
 
 def _onnxruntime(r: _Request) -> Engine:
-    if why := onnxruntime_backend.available():
+    if why := onnxruntime_backend.unavailable_reason():
         raise ConfigError(f"engine.backend: onnxruntime cannot run here: {why}")
     if r.precision not in ("fp32", "fp16"):
         raise ConfigError(f"engine.precision: {r.precision!r} is not supported by onnxruntime; "
@@ -81,14 +81,14 @@ def _auto_candidates(r: _Request) -> list[tuple[str, Callable[[], Engine] | None
     """(name, builder or None, why skipped) in preference order."""
     cpu_req = _Request(r.model_dir, r.manifest, "cpu", "fp32", r.max_batch, r.threads)
     out: list[tuple[str, Callable[[], Engine] | None, str]] = []
-    gpu_why = "engine.device is cpu" if r.device == "cpu" else cuda_available()
-    trt_why = tensorrt_backend.available() or gpu_why  # available() names the missing package first
+    gpu_why = "engine.device is cpu" if r.device == "cpu" else cuda_unavailable_reason()
+    trt_why = tensorrt_backend.unavailable_reason() or gpu_why  # the reason names the missing package first
     if not trt_why and r.precision == "bf16":
         trt_why = "precision bf16 is not supported by tensorrt here (fp32, fp16)"
     out.append(("tensorrt", None if trt_why else (lambda: _tensorrt(r)), trt_why or ""))
     out.append(("torch-cuda", None if gpu_why else (lambda: _torch(r, "cuda")), gpu_why or ""))
     cpu_why = "engine.device is cuda" if r.device == "cuda" else None
-    ort_why = cpu_why or onnxruntime_backend.available()
+    ort_why = cpu_why or onnxruntime_backend.unavailable_reason()
     out.append(("onnxruntime", None if ort_why else (lambda: _onnxruntime(cpu_req)), ort_why or ""))
     out.append(("torch-cpu", None if cpu_why else (lambda: _torch(cpu_req, "cpu")), cpu_why or ""))
     return out
@@ -149,7 +149,7 @@ def create_engine(model_dir: str | Path, backend: str = "auto", device: str = "a
     elif backend == "onnxruntime":
         eng = _onnxruntime(r)
     else:
-        dev = device if device != "auto" else ("cpu" if cuda_available() else "cuda")
+        dev = device if device != "auto" else ("cpu" if cuda_unavailable_reason() else "cuda")
         eng = _torch(r, dev)
     log.info("engine: %s (%s)", eng.name, _describe(eng))
     return eng

@@ -32,7 +32,7 @@ def default_threads() -> int:
     return max(1, min(cores, 4))
 
 
-def available() -> str | None:
+def unavailable_reason() -> str | None:
     """None if onnxruntime can be imported, else why not."""
     try:
         import onnxruntime  # noqa: F401

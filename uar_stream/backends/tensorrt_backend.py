@@ -47,16 +47,16 @@ def _import_tensorrt():
     return trt
 
 
-def available() -> str | None:
+def unavailable_reason() -> str | None:
     """None if TensorRT and a CUDA GPU are usable, else why not (without importing TensorRT
     when it is absent)."""
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is None:
         return "tensorrt is not installed (the 'gpu' extra)"
-    from uar_stream.backends.torch_backend import cuda_available
+    from uar_stream.backends.torch_backend import cuda_unavailable_reason
 
-    return cuda_available()
+    return cuda_unavailable_reason()
 
 
 def _gpu_slug(device_index: int) -> str:

@@ -16,7 +16,7 @@ log = logging.getLogger("uar_stream.engine")
 _DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def cuda_available() -> str | None:
+def cuda_unavailable_reason() -> str | None:
     """None if torch can use a CUDA GPU, else why not."""
     if not torch.backends.cuda.is_built():
         return f"torch {torch.__version__} is a CPU-only build"
@@ -40,7 +40,7 @@ class TorchEngine(BatchedEngine):
             raise ConfigError(f"engine.precision: {precision!r} is not allowed for torch; "
                               f"allowed: {', '.join(_DTYPES)}")
         self.device = torch.device(device)
-        if self.device.type == "cuda" and (why := cuda_available()):
+        if self.device.type == "cuda" and (why := cuda_unavailable_reason()):
             raise ConfigError(f"engine.device: cuda is not usable: {why}")
         if threads > 0 and self.device.type == "cpu":
             torch.set_num_threads(threads)  # process-wide: torch has no per-module setting

@@ -72,7 +72,7 @@ def _cmd_build_engine(a) -> int:
                     ort_out.member_probs), ref))
     print(f"onnx:     {path} ({path.stat().st_size / 1e6:.1f} MB; onnxruntime vs torch "
           f"max |diff| {diff:.1e})")
-    why = tensorrt_backend.available()
+    why = tensorrt_backend.unavailable_reason()
     if why:
         print(f"tensorrt: skipped ({why})")
         return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from uar_stream import __version__
+from uar_stream.version import __version__
 from uar_stream.config import AnalyzerConfig, load_config
 from uar_stream.errors import ConfigError, DataError, SinkError
 from uar_stream.labels import emotion_rows

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from uar_stream import __version__
+from uar_stream.version import __version__
 from uar_stream.labels import emotion_rows, majority_label, vote_entropy
 from uar_stream.datasets.ferplus import load_npz
 from uar_stream import metrics

@@ -118,22 +118,6 @@ def load_member_states(model_dir: Path, man: Manifest, expected: dict[str, torch
     return states
 
 
-def load_ensemble(model_dir: str | Path, verify_hashes: bool = True) -> tuple[torch.nn.Module, Manifest]:
-    """Load any model directory into one module: forward(x (B, 1, H, W)) -> logits (B, M, C),
-    eval mode, temperature not applied. Dispatches on ``manifest.backbone``: ``cnn`` -> the
-    fused grouped-conv CNN (:func:`load_fused`), ``dinov2`` -> M DINOv2 ViTs (needs the
-    ``dinov2`` extra)."""
-    model_dir = Path(model_dir)
-    man = read_manifest(model_dir)
-    if man.backbone == "cnn":
-        return load_fused(model_dir, verify_hashes)
-    if man.backbone == "dinov2":
-        from uar_stream.model.backbones.dinov2 import load_dinov2_ensemble
-
-        return load_dinov2_ensemble(model_dir, man, verify_hashes), man
-    raise ModelError(f"{model_dir / MANIFEST}: backbone {man.backbone!r} is not known; allowed: cnn, dinov2")
-
-
 def load_fused(model_dir: str | Path, verify_hashes: bool = True) -> tuple[FusedCnn, Manifest]:
     """Load a model directory into one fused module (eval mode, temperature not applied)."""
     model_dir = Path(model_dir)

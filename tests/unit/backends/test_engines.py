@@ -140,7 +140,7 @@ def test_graph_uncertainties_equal_numpy_decomposition(ort_engine, graph, faces)
 def test_auto_chooses_onnxruntime_here_and_says_why(model_dir, caplog):
     from uar_stream.backends import tensorrt_backend
 
-    if CUDA or tensorrt_backend.available() is None:
+    if CUDA or tensorrt_backend.unavailable_reason() is None:
         pytest.skip("a GPU backend is usable here; auto would rightly prefer it")
     with caplog.at_level(logging.DEBUG, logger="uar_stream.engine"):
         eng = create_engine(model_dir, "auto")
@@ -223,7 +223,7 @@ def test_explicit_backends_that_cannot_run_fail_in_one_line(model_dir):
 
     cases = [dict(backend="onnxruntime", precision="bf16"), dict(backend="tpu"),
              dict(backend="auto", max_batch=0)]
-    if tensorrt_backend.available():
+    if tensorrt_backend.unavailable_reason():
         cases.append(dict(backend="tensorrt"))
     if not CUDA:
         cases.append(dict(backend="torch", device="cuda"))
@@ -254,7 +254,7 @@ def test_build_engine_command_writes_and_prints_the_onnx(tmp_path, model_dir, ca
     out = capsys.readouterr().out
     path = onnx_path(model, "fp32")
     assert path.is_file() and f"onnx:     {path}" in out
-    if tensorrt_backend.available():
+    if tensorrt_backend.unavailable_reason():
         assert "tensorrt: skipped (" in out
     assert main(["build-engine", "--model", str(tmp_path / "missing")]) == 2
 
@@ -275,7 +275,7 @@ def test_torch_cuda_matches_cpu_with_graph_buckets(model_dir, graph, faces, prec
 def test_tensorrt_engine_matches_torch(tmp_path, model_dir, graph, faces):
     from uar_stream.backends import tensorrt_backend
 
-    why = tensorrt_backend.available()
+    why = tensorrt_backend.unavailable_reason()
     if why:
         pytest.skip(f"TensorRT backend untested here: {why} (STACK.md: not installable on these machines)")
     model = tmp_path / "model"

@@ -17,12 +17,19 @@ pytest.importorskip("transformers")
 from safetensors.torch import save_file  # noqa: E402
 from transformers import Dinov2Config, Dinov2Model  # noqa: E402
 
-from uar_stream.model.backbones.dinov2 import (VIT_S14, DinoV2Arch, DinoV2Ensemble, DinoV2Member,  # noqa: E402
-                                         init_member_from_backbone, load_backbone_weights)
 from uar_stream.errors import ModelError  # noqa: E402
+from uar_stream.model.backbones.dinov2 import (  # noqa: E402
+    VIT_S14,
+    DinoV2Arch,
+    DinoV2Ensemble,
+    DinoV2Member,
+    init_member_from_backbone,
+    load_backbone_weights,
+)
 from uar_stream.model.fused_cnn import CnnArch, FusedCnn  # noqa: E402
-from uar_stream.model.store import MANIFEST, Manifest, load_ensemble, write_member  # noqa: E402
 from uar_stream.model.preprocess import prepare_batch  # noqa: E402
+from uar_stream.model.ensemble import load_ensemble  # noqa: E402
+from uar_stream.model.store import MANIFEST, Manifest, write_member  # noqa: E402
 
 TINY = DinoV2Arch(hidden_size=64, layers=2, heads=2, image_size=56)
 

@@ -1,2 +1,2 @@
 """Backbones other than the fused CNN (``manifest.backbone``): the registry lives in
-:func:`uar_stream.model.store.load_ensemble`, which dispatches on the manifest."""
+:func:`uar_stream.model.ensemble.load_ensemble`, which dispatches on the manifest."""

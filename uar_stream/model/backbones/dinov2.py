@@ -50,23 +50,28 @@ class DinoV2Arch:
         if self.pool not in POOLS:
             raise ValueError(f"pool {self.pool!r} is not allowed; allowed: {', '.join(POOLS)}")
         if self.image_size % self.patch_size or self.image_size < self.patch_size:
-            raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
+            raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size "
+                             f"{self.patch_size}")
         if self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} must be divisible by heads {self.heads}")
 
     @property
     def feature_dim(self) -> int:
+        """Width of the head's input (doubled by the ``cls+mean`` pool)."""
         return self.hidden_size * (2 if self.pool == "cls+mean" else 1)
 
     @property
     def grid(self) -> int:
+        """Patches per side."""
         return self.image_size // self.patch_size
 
     def to_dict(self) -> dict:
+        """JSON-ready form (the manifest's ``arch``), named ``dinov2``."""
         return {"name": "dinov2", **asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DinoV2Arch":
+        """Inverse of :meth:`to_dict`; an unknown key raises ValueError."""
         known = {f.name: f.type for f in fields(cls)}
         unknown = sorted(set(d) - set(known) - {"name"})
         if unknown:
@@ -149,6 +154,7 @@ class DinoV2Member(nn.Module):
         return self.head(self.dropout(feats))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) canonical crops -> logits (B, C)."""
         return self.classify(self.pixels(x))
 
 
@@ -168,6 +174,7 @@ class DinoV2Ensemble(nn.Module):
         self.nets = nn.ModuleList(DinoV2Member(arch, num_classes) for _ in range(members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, M, C); the two input layouts are in the class docstring."""
         if x.shape[1] == 1:
             px = self.nets[0].pixels(x)
             return torch.stack([net.classify(px) for net in self.nets], dim=1)
@@ -296,7 +303,7 @@ def init_member_from_backbone(member: DinoV2Member, backbone_state: dict[str, to
 
 
 def load_dinov2_ensemble(model_dir: Path, man, verify_hashes: bool = True) -> DinoV2Ensemble:
-    """A ``backbone: dinov2`` model directory (see :func:`uar_stream.model.store.load_ensemble`)
+    """A ``backbone: dinov2`` model directory (see :func:`uar_stream.model.ensemble.load_ensemble`)
     -> :class:`DinoV2Ensemble` in eval mode. ``man`` is its already-read Manifest."""
     from uar_stream.model.store import MANIFEST, load_member_states
 
@@ -307,6 +314,6 @@ def load_dinov2_ensemble(model_dir: Path, man, verify_hashes: bool = True) -> Di
     expected = expected_member_file_state(arch, len(man.classes))
     states = load_member_states(Path(model_dir), man, expected, verify_hashes)
     net = DinoV2Ensemble(man.members, len(man.classes), arch)
-    for member, state in zip(net.nets, states):
+    for member, state in zip(net.nets, states, strict=True):
         load_member_file_state(member, state)
     return net.eval()
