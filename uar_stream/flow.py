@@ -129,7 +129,7 @@ class FaceResult:
         if self.track_id is not None:
             d["track_id"] = self.track_id
         if probs:
-            d["probs"] = {c: round(float(p), 4) for c, p in zip(self.classes, self.probs)}
+            d["probs"] = {c: round(float(p), 4) for c, p in zip(self.classes, self.probs, strict=False)}
         return d
 
 

@@ -1,1 +1,1 @@
-"""pipeline"""
+"""The live pipeline: sources, faces, routing, tracking, overlay, sinks, streams, the Analyzer."""

@@ -107,6 +107,7 @@ class FrameBuffer:
         return out
 
     def close(self) -> None:
+        """Wake every waiting thread; puts fail from now on."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -117,9 +118,9 @@ class ReconnectingReader:
     backoff (``source.reconnect_attempts``, ``backoff_initial_s`` .. ``backoff_max_s``).
 
     ``next()`` returns a :class:`Frame`, an :class:`Event` (stream_lost, stream_restored), or
-    None at the end of a file; it raises :class:`SourceError` when a lost stream cannot be restored. Frame indexes keep
-    counting across reconnects; live timestamps are seconds since the source was opened,
-    so they stay monotonic across a gap.
+    None at the end of a file; it raises :class:`SourceError` when a lost stream cannot be
+    restored. Frame indexes keep counting across reconnects; live timestamps are seconds
+    since the source was opened, so they stay monotonic across a gap.
     """
 
     def __init__(self, spec: str, config: SourceConfig | None = None,
@@ -138,6 +139,7 @@ class ReconnectingReader:
         self.reconnects = 0
 
     def next(self) -> Frame | Event | None:
+        """The next frame, link event, or None at the end of a file (see the class docstring)."""
         if self._lost_at is not None:
             return self._reconnect()
         try:
@@ -192,6 +194,7 @@ class ReconnectingReader:
                 self.source = None
 
     def close(self) -> None:
+        """Release the current source."""
         self._close_source()
 
 

@@ -58,6 +58,7 @@ class FaceDetector:
         self.min_confidence = min_confidence
 
     def detect(self, frame_bgr: np.ndarray) -> list[DetectedFace]:
+        """Every face in a BGR frame above the configured confidence and size."""
         h, w = frame_bgr.shape[:2]
         res = self._det.process(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
         faces: list[DetectedFace] = []
@@ -80,6 +81,7 @@ class FaceDetector:
         return faces
 
     def close(self) -> None:
+        """Release the MediaPipe graph."""
         self._det.close()
 
 

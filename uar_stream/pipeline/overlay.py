@@ -13,6 +13,7 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def label_text(face: FaceResult, top_k: int = 2) -> str:
+    """The text shown beside a face for its route."""
     if face.route is Route.OUT_OF_DISTRIBUTION:
         return "rejected: unfamiliar input"
     if face.route is Route.AMBIGUOUS:
@@ -30,6 +31,7 @@ class Overlay:
                        Route.OUT_OF_DISTRIBUTION: tuple(cfg.color_out_of_distribution)}
 
     def annotate(self, frame: np.ndarray, faces: list[FaceResult], fps: float | None = None) -> np.ndarray:
+        """Draw boxes, labels, bars (and the FPS when given) into ``frame``; returns it."""
         h = frame.shape[0]
         scale = self.cfg.font_scale or max(0.4, h / 900)  # ~0.4 at 360p, 1.2 at 1080p
         thick = max(1, int(round(scale * 2)))

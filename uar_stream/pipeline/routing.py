@@ -20,6 +20,7 @@ class Router:
     tau_aleatoric: float
 
     def route(self, aleatoric: float, epistemic: float) -> Route:
+        """The route of one face."""
         if epistemic > self.tau_epistemic:
             return Route.OUT_OF_DISTRIBUTION
         if aleatoric > self.tau_aleatoric:
@@ -27,5 +28,6 @@ class Router:
         return Route.CONFIDENT
 
     def route_batch(self, aleatoric: np.ndarray, epistemic: np.ndarray) -> list[Route]:
-        return [self.route(float(a), float(e)) for a, e in zip(aleatoric, epistemic)]
+        """The routes of a batch of faces."""
+        return [self.route(float(a), float(e)) for a, e in zip(aleatoric, epistemic, strict=True)]
 

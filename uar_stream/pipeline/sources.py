@@ -41,9 +41,11 @@ class Source:
     size: tuple[int, int] = (0, 0)  # (width, height)
 
     def read(self) -> Frame | None:
+        """The next frame, or None at the end."""
         raise NotImplementedError
 
     def close(self) -> None:
+        """Release the source."""
         pass
 
     def __enter__(self) -> "Source":
@@ -68,6 +70,7 @@ class ImageSource(Source):
         self.size = (img.shape[1], img.shape[0])
 
     def read(self) -> Frame | None:
+        """The image once, then None."""
         if self._img is None:
             return None
         img, self._img = self._img, None
@@ -94,7 +97,9 @@ class VideoSource(Source):
                 self._cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
         if not self._cap.isOpened():
             what = "camera" if isinstance(target, int) else ("stream" if live else "video")
-            why = f" (no answer within {open_timeout_s:g} s, or not a video)" if live and not isinstance(target, int) else ""
+            why = ""
+            if live and not isinstance(target, int):
+                why = f" (no answer within {open_timeout_s:g} s, or not a video)"
             raise SourceError(f"cannot open {what} {redact(spec)}{why}")
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 30.0
         if not (1.0 <= self.fps <= 240.0):
@@ -112,6 +117,7 @@ class VideoSource(Source):
             self._first = img
 
     def read(self) -> Frame | None:
+        """The next decoded frame, or None at the end (or on a failed read)."""
         if self._first is not None:
             img, self._first = self._first, None
         else:
@@ -128,6 +134,7 @@ class VideoSource(Source):
         return f
 
     def close(self) -> None:
+        """Release the capture."""
         self._cap.release()
 
 

@@ -27,10 +27,14 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from uar_stream.config import SourceConfig
-from uar_stream.flow import (Event, FaceBatch, FaceResult, Frame, RunSummary, Sink, StreamInfo,
-                             StreamResult)
-from uar_stream.pipeline.capture import (EndOfStream, FrameBuffer, ReconnectingReader, capture_loop,
-                                         resolve_policy)
+from uar_stream.flow import Event, FaceBatch, FaceResult, Frame, RunSummary, Sink, StreamInfo, StreamResult
+from uar_stream.pipeline.capture import (
+    EndOfStream,
+    FrameBuffer,
+    ReconnectingReader,
+    capture_loop,
+    resolve_policy,
+)
 from uar_stream.pipeline.sources import redact
 from uar_stream.pipeline.tracking import FaceTracker
 
@@ -267,7 +271,7 @@ class FrameStream:
 
     def _classify(self, frames: list[tuple[Frame, FaceBatch]]) -> Iterator[StreamResult]:
         all_faces = self.stages.classify([b for _, b in frames])
-        for (frame, _), faces in zip(frames, all_faces):
+        for (frame, _), faces in zip(frames, all_faces, strict=True):
             events, self._pending = self._pending, []
             if self.tracker is not None:
                 faces, track_events = self.tracker.update(faces, frame.index, frame.timestamp_s,

@@ -78,6 +78,8 @@ class _Hysteresis:
 
 @dataclass
 class Track:
+    """One followed face: its id, last box, smoothing and hysteresis state, and counters."""
+
     track_id: int
     box: np.ndarray  # (4,) last seen, xyxy
     started_frame: int
@@ -93,6 +95,7 @@ class Track:
     route_seconds: dict = field(default_factory=lambda: {r.value: 0.0 for r in Route})
 
     def predicted(self) -> np.ndarray:
+        """The box expected this frame (constant velocity over the missed frames)."""
         shift = self.velocity * (self.missed + 1)
         return self.box + np.array([shift[0], shift[1], shift[0], shift[1]])
 
@@ -107,6 +110,7 @@ class SceneCutDetector:
         self._prev: np.ndarray | None = None
 
     def is_cut(self, image: np.ndarray) -> bool:
+        """True when ``image`` starts a new shot (compared with the previous call's image)."""
         import cv2
 
         gray = image if image.ndim == 2 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
@@ -150,7 +154,7 @@ class FaceTracker:
         # velocity noisy, and a bad prediction must not split a face that barely moved.
         iou = np.maximum(iou_matrix(pred, boxes), iou_matrix(last, boxes))
         rows, cols = linear_sum_assignment(1.0 - iou)
-        return {int(c): self.tracks[r] for r, c in zip(rows, cols)
+        return {int(c): self.tracks[r] for r, c in zip(rows, cols, strict=True)
                 if iou[r, c] >= max(self.cfg.min_iou, 1e-6)}
 
     def update(self, faces: list[FaceResult], frame: int, t_s: float,
