@@ -30,7 +30,8 @@ from uar_stream.training.augment import AugmentConfig, augment
 from uar_stream.training.checkpoint import resume, save, start_member
 from uar_stream.datasets.ferplus import FaceSet, calibration_split, load_npz, training_faces
 from uar_stream.training.report import fit_temperature
-from uar_stream.training.trainer import _loss, print_summary, split_metrics, validate_common, write_model_dir
+from uar_stream.training.losses import member_loss
+from uar_stream.training.trainer import print_summary, split_metrics, validate_common, write_model_dir
 
 log = logging.getLogger("uar_stream.train")
 
@@ -111,68 +112,87 @@ def predict_logits(net: torch.nn.Module, images: np.ndarray, device: torch.devic
     return np.concatenate(out)
 
 
-def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: DinoV2TrainConfig, work: Path,
-                  backbone: dict[str, torch.Tensor] | None, device: torch.device) -> dict:
-    """Train member m, checkpointing every epoch; returns its state in the file layout."""
-    run, done = start_member(work, m, cfg.seed)
-    if done is not None:
-        return done
-    gen = run.gen
+def _build_member(cfg: DinoV2TrainConfig, backbone: dict[str, torch.Tensor] | None,
+                  device: torch.device, n_train: int):
+    """A fresh member on ``device`` with its optimizer and schedule; also the step budget."""
     net = DinoV2Member(cfg.arch, 8)
     if backbone is not None:
         init_member_from_backbone(net, backbone)
     net.to(device)
     # fused: one multi-tensor kernel per step on CUDA instead of one per parameter.
     opt = torch.optim.AdamW(param_groups(net, cfg), betas=(0.9, 0.999), fused=device.type == "cuda")
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
+    total = cfg.epochs * math.ceil(n_train / cfg.batch_size)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _warmup_cosine(total, max(1, int(cfg.warmup_fraction * total))))
+    return net, opt, sched, total
+
+
+def _train_epoch(net, opt, sched, batches, cfg: DinoV2TrainConfig, device: torch.device, gen,
+                 step: int, total: int, desc: str) -> tuple[float, int]:
+    """One pass over ``batches`` ((x, soft, hard) per step), stopping at ``total`` steps;
+    (mean training loss, the step count after it)."""
+    net.train()
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    tot, n = 0.0, 0
+    bar = tqdm(batches, desc=desc, leave=False, mininterval=2.0, disable=None)
+    for s, (x, soft, hard) in enumerate(bar):
+        if step >= total:
+            break
+        # Augment the 48x48 crop on the CPU (cheap); the module resizes it on the device.
+        x = augment(x, cfg.augment, gen).to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = net(x)
+        loss = member_loss(logits.float(), soft.to(device), hard.to(device), cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        tot += loss.item() * len(x)
+        n += len(x)
+        if s % 20 == 0:
+            bar.set_postfix(loss=f"{tot / n:.3f}")
+    return tot / max(n, 1), step
+
+
+def _batches(train: FaceSet, x_all: torch.Tensor, batch_size: int, gen: torch.Generator):
+    """This epoch's batches in the member's own random order (drawn on the first batch)."""
+    order = torch.randperm(len(train), generator=gen)
+    soft_all, hard_all = torch.from_numpy(train.soft), torch.from_numpy(train.majority)
+    for i in range(0, len(train), batch_size):
+        idx = order[i:i + batch_size]
+        yield x_all[idx], soft_all[idx], hard_all[idx]
+
+
+def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: DinoV2TrainConfig, work: Path,
+                  backbone: dict[str, torch.Tensor] | None, device: torch.device) -> dict:
+    """Train member m, checkpointing every epoch; returns its state in the file layout."""
+    run, done = start_member(work, m, cfg.seed)
+    if done is not None:
+        return done
+    net, opt, sched, total = _build_member(cfg, backbone, device, len(train))
     start_epoch, step = 0, 0
     if (st := resume(run, net, opt, sched, map_location=device)) is not None:
         start_epoch, step = int(st["epoch"]), int(st["step"])
         log.info("member %d: resuming after epoch %d (step %d)", m, start_epoch, step)
 
     x_all = torch.from_numpy(prepare_batch(train.images))
-    soft_all = torch.from_numpy(train.soft)
-    hard_all = torch.from_numpy(train.majority)
-    use_bf16 = cfg.bf16 and device.type == "cuda"
     for epoch in range(start_epoch, cfg.epochs):
         if step >= total:
             break
-        net.train()
         t0 = time.perf_counter()
-        order = torch.randperm(len(train), generator=gen)
-        tot, n = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"dinov2 member {m} epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False, mininterval=2.0, disable=None)
-        for s in bar:
-            if step >= total:
-                break
-            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            # Augment the 48x48 crop on the CPU (cheap); the module resizes it on the device.
-            x = augment(x_all[idx], cfg.augment, gen).to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = net(x)
-            loss = _loss(logits.float(), soft_all[idx].to(device), hard_all[idx].to(device), cfg.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            tot += loss.item() * len(idx)
-            n += len(idx)
-            if s % 20 == 0:
-                bar.set_postfix(loss=f"{tot / n:.3f}")
+        loss, step = _train_epoch(net, opt, sched, _batches(train, x_all, cfg.batch_size, run.gen), cfg,
+                                  device, run.gen, step, total,
+                                  f"dinov2 member {m} epoch {epoch + 1}/{cfg.epochs}")
         cal_logits = predict_logits(net, cal.images, device, cfg.bf16)[:, 0]
         cal_acc = float((cal_logits.argmax(1) == cal.majority).mean())
         log.info("dinov2 member %d epoch %d/%d: train loss %.4f, held-out acc %.4f, %d steps, %.0f s",
-                 m, epoch + 1, cfg.epochs, tot / max(n, 1), cal_acc, step, time.perf_counter() - t0)
-        save(run, net, opt, sched, epoch + 1, step=step, loss=tot / max(n, 1))
+                 m, epoch + 1, cfg.epochs, loss, cal_acc, step, time.perf_counter() - t0)
+        save(run, net, opt, sched, epoch + 1, step=step, loss=loss)
     state = {k: v.detach().float().cpu().contiguous() for k, v in member_file_state(net).items()}
     write_member(run.final, state, fp16=False)
     return state

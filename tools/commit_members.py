@@ -1,0 +1,143 @@
+"""Commit each finished ensemble member (and, at the end, the member in progress) to git.
+
+Runs beside a long ``uar-stream train`` so that training survives the session: whenever a
+member's ``final.safetensors`` appears in the work directory, its weights, its metrics and
+the run's ``config.json`` are committed at once; when the session's end time comes (or the
+training process exits, or this watcher gets SIGTERM), the in-progress member's
+``checkpoint.safetensors`` (atomic writes: never half a file) and the log are committed too,
+so a fresh machine resumes mid-member from git by rerunning the same command.
+
+Only the listed paths are committed (``git commit -- PATHS``), never anything else that is
+staged in the shared checkout; a held ``index.lock`` is waited out and retried.
+
+    python tools/commit_members.py --work engines/next/work --out engines/next \\
+        --pid 1234 --final-at 22:58 --log engines/next/work/train.log
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def log(msg: str) -> None:
+    print(f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} {msg}", flush=True)
+
+
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+
+
+def commit(repo: Path, paths: list[Path], message: str, tries: int = 40) -> bool:
+    """git add + commit only ``paths``; retries while another process holds the index lock."""
+    rel = [str(p.resolve().relative_to(repo)) for p in paths if p.exists()]
+    if not rel:
+        return False
+    for _ in range(tries):
+        if (repo / ".git" / "index.lock").exists():
+            time.sleep(3)
+            continue
+        add = git(repo, "add", "-f", "--", *rel)  # -f: work dirs may match ignore rules
+        if add.returncode != 0:
+            if "index.lock" in add.stderr:
+                time.sleep(3)
+                continue
+            log(f"git add failed: {add.stderr.strip()}")
+            return False
+        if git(repo, "diff", "--cached", "--quiet", "--", *rel).returncode == 0:
+            return False  # nothing new in these paths
+        c = git(repo, "commit", "-m", message, "--", *rel)
+        if c.returncode == 0:
+            log(f"committed: {message}")
+            return True
+        if "index.lock" in c.stderr:
+            time.sleep(3)
+            continue
+        log(f"git commit failed: {c.stderr.strip() or c.stdout.strip()}")
+        return False
+    log(f"gave up on the index lock: {message}")
+    return False
+
+
+def digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill 0; check its state.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", required=True, help="the training work dir (OUT.work or --work-dir)")
+    ap.add_argument("--out", required=True, help="the model directory written at the end")
+    ap.add_argument("--pid", type=int, help="training process: final commit when it exits")
+    ap.add_argument("--final-at", help="UTC HH:MM: commit the member in progress and stop")
+    ap.add_argument("--log", help="training log to commit with the in-progress checkpoint")
+    ap.add_argument("--interval", type=float, default=30.0)
+    a = ap.parse_args(argv)
+    repo = Path(git(Path(a.work).resolve().parent, "rev-parse", "--show-toplevel").stdout.strip())
+    work, out = Path(a.work).resolve(), Path(a.out).resolve()
+    deadline = None
+    if a.final_at:
+        h, m = map(int, a.final_at.split(":"))
+        now = dt.datetime.now(dt.timezone.utc)
+        deadline = now.replace(hour=h, minute=m, second=0, microsecond=0)
+        if deadline < now:
+            deadline += dt.timedelta(days=1)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    done: dict[str, str] = {}
+    log(f"watching {work} (repo {repo}); final commit at {deadline or 'training exit'}")
+
+    def commit_finished() -> None:
+        for mdir in sorted(work.glob("member_*")):
+            final = mdir / "final.safetensors"
+            if final.is_file() and done.get(mdir.name) != digest(final):
+                paths = [final, mdir / "metrics.json", work / "config.json"]
+                if commit(repo, paths, f"engines/next: {mdir.name} trained (weights, metrics, config)"):
+                    done[mdir.name] = digest(final)
+                elif git(repo, "diff", "--quiet", "HEAD", "--", str(final.relative_to(repo))).returncode == 0:
+                    done[mdir.name] = digest(final)  # already committed earlier
+
+    def commit_progress(reason: str) -> None:
+        paths = [work / "config.json"]
+        for mdir in sorted(work.glob("member_*")):
+            if not (mdir / "final.safetensors").is_file():
+                paths += [mdir / "checkpoint.safetensors"]
+        if a.log:
+            paths.append(Path(a.log))
+        if (out / "manifest.json").is_file():  # the whole ensemble finished
+            paths += [out / "manifest.json", *sorted(out.glob("member_*.safetensors"))]
+        commit(repo, paths, f"engines/next: training state at {reason} (resume: rerun the same command)")
+
+    while True:
+        commit_finished()
+        ended = a.pid is not None and not alive(a.pid)
+        late = deadline is not None and dt.datetime.now(dt.timezone.utc) >= deadline
+        if ended or late or stop["now"]:
+            time.sleep(2)  # let a checkpoint that is being renamed land
+            commit_finished()
+            commit_progress("training exit" if ended else "session end")
+            return 0
+        time.sleep(a.interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
