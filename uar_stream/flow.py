@@ -93,7 +93,9 @@ class FaceResult:
     """One face in one frame.
 
     box: (x0, y0, x1, y1) pixels; landmarks (6, 2) pixels; probs (C,) ensemble mean;
-    aleatoric / epistemic / total in nats; route decides what the app shows.
+    aleatoric / epistemic / total in nats; route decides what the app shows; ``reason``
+    says why a face was routed ``out_of_distribution`` (``epistemic``: the model's own gate;
+    other gates add their own names), None otherwise.
     """
 
     box: tuple[int, int, int, int]
@@ -108,6 +110,7 @@ class FaceResult:
     route: Route
     classes: tuple[str, ...] = field(repr=False, default=())
     track_id: int | None = None
+    reason: str | None = None
 
     def top(self, k: int = 2) -> list[tuple[str, float]]:
         """The k most probable classes with their probabilities, most probable first."""
@@ -128,6 +131,8 @@ class FaceResult:
         }
         if self.track_id is not None:
             d["track_id"] = self.track_id
+        if self.reason is not None:
+            d["reason"] = self.reason
         if probs:
             d["probs"] = {c: round(float(p), 4) for c, p in zip(self.classes, self.probs, strict=False)}
         return d

@@ -14,7 +14,7 @@ import numpy as np
 from uar_stream.backends import Engine, create_engine
 from uar_stream.config import AnalyzerConfig, SourceConfig, load_config
 from uar_stream.errors import ModelError
-from uar_stream.flow import Event, FaceBatch, FaceResult, Sink, StreamResult
+from uar_stream.flow import Event, FaceBatch, FaceResult, Route, Sink, StreamResult
 from uar_stream.model.locate import resolve_model_path
 from uar_stream.model.preprocess import INPUT_SIZE, prepare_batch
 from uar_stream.model.store import model_id, read_manifest
@@ -108,11 +108,13 @@ class Analyzer:
                 probs = out.mean_probs[i]
                 k = int(np.argmax(probs))
                 aleatoric, epistemic = float(out.aleatoric[i]), float(out.epistemic[i])
+                route = self.router.route(aleatoric, epistemic)
                 frame_res.append(FaceResult(
                     box=f.box, landmarks=f.landmarks, detection_score=f.score, probs=probs,
                     label=self.classes[k], confidence=float(probs[k]), aleatoric=aleatoric,
                     epistemic=epistemic, total=float(out.total[i]),
-                    route=self.router.route(aleatoric, epistemic), classes=self.classes))
+                    route=route, classes=self.classes,
+                    reason="epistemic" if route is Route.OUT_OF_DISTRIBUTION else None))
                 i += 1
             results.append(frame_res)
         return results

@@ -204,9 +204,10 @@ class FaceTracker:
         old_route = tr.route_h.value
         route = tr.route_h.update(self.router.route(aleatoric, epistemic))
         k = tr.label_h.update(int(np.argmax(probs)))
+        reason = (f.reason or "epistemic") if route is Route.OUT_OF_DISTRIBUTION else None
         res = dataclasses.replace(f, probs=probs, label=self.classes[k], confidence=float(probs[k]),
                                   aleatoric=aleatoric, epistemic=epistemic, total=total,
-                                  route=route, track_id=tr.track_id)
+                                  route=route, track_id=tr.track_id, reason=reason)
         events = []
         if is_new:
             events.append(Event("track_started", {"track_id": tr.track_id, "frame": frame,
