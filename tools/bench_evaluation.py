@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from uar_stream.datasets.ferplus import load_npz
 from uar_stream.evaluation.corruptions import CORRUPTIONS, SEVERITIES, corrupt_faces
 from uar_stream.evaluation.predict import Predictor
 from uar_stream.labels import emotion_rows
-from uar_stream.datasets.ferplus import load_npz
 from uar_stream.model.locate import resolve_model_path
 
 
@@ -48,8 +48,10 @@ def inference_cpu(model: str, images: np.ndarray, reps: int = 3) -> tuple[str, f
 
 
 def main() -> None:
+    """Print, as JSON, the CPU cost per face of each part of a cold evaluation run."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/ferplus/publictest.npz"))
+    shared = Path(__file__).resolve().parents[2] / "shared"
+    p.add_argument("--data", default=str(shared / "data/ferplus/publictest.npz"))
     p.add_argument("--model", default="engines/default")
     p.add_argument("--ldl", help="also time the LDL model")
     p.add_argument("--faces", type=int, default=12, help="faces to corrupt per set")
@@ -63,7 +65,8 @@ def main() -> None:
     sets = len(CORRUPTIONS) * len(SEVERITIES) + 2  # + clean + resampling control
     corr_total = sum(corr.values()) * n_full
     inf_total = inf * n_full * sets
-    res = {"faces_full_run": n_full, "corruption_cpu_s_per_face_all_severities": {k: round(v, 4) for k, v in corr.items()},
+    res = {"faces_full_run": n_full,
+           "corruption_cpu_s_per_face_all_severities": {k: round(v, 4) for k, v in corr.items()},
            "corruption_cpu_s_full": round(corr_total), "engine": name,
            "inference_cpu_ms_per_face": round(1000 * inf, 3), "inference_cpu_s_full": round(inf_total)}
     if a.ldl:
