@@ -92,8 +92,13 @@ def main(argv=None) -> int:
     ap.add_argument("--log", help="training log to commit with the in-progress checkpoint")
     ap.add_argument("--interval", type=float, default=30.0)
     a = ap.parse_args(argv)
-    repo = Path(git(Path(a.work).resolve().parent, "rev-parse", "--show-toplevel").stdout.strip())
     work, out = Path(a.work).resolve(), Path(a.out).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    top = git(work, "rev-parse", "--show-toplevel")
+    if top.returncode != 0:
+        print(f"commit_members: --work {work} is not inside a git checkout", file=sys.stderr)
+        return 2
+    repo = Path(top.stdout.strip())
     deadline = None
     if a.final_at:
         h, m = map(int, a.final_at.split(":"))
