@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from uar_stream.version import __version__
-from uar_stream.labels import emotion_rows, majority_label, vote_entropy
-from uar_stream.datasets.ferplus import load_npz
 from uar_stream import metrics
+from uar_stream.datasets.ferplus import load_npz
 from uar_stream.evaluation.corruptions import CORRUPTIONS, SEVERITIES
 from uar_stream.evaluation.predict import CPU_ENGINES, Predictor, Scores, SetScorer
 from uar_stream.evaluation.retention import retention_curve
 from uar_stream.evaluation.sets import RESAMPLE, generate, set_key
+from uar_stream.labels import emotion_rows, majority_label, vote_entropy
+from uar_stream.version import __version__
 
 log = logging.getLogger("uar_stream.evaluation")
 
@@ -39,6 +39,8 @@ ROUTERS = {"uar": "epistemic", "total_entropy": "total", "max_softmax": "max_sof
 
 @dataclass
 class EvalOptions:
+    """What ``uar-stream evaluate`` was asked for (its options); ``timings`` is filled in."""
+
     data: Path
     out: Path
     model: Path
@@ -73,6 +75,7 @@ def _rci(d: dict) -> dict:
 
 
 def load_faces(opts: EvalOptions):
+    """(the faces with an emotion majority, the first ``limit`` of them; a data summary)."""
     faces = load_npz(opts.data)
     keep = emotion_rows(faces.votes)
     kept = faces.subset(np.flatnonzero(keep))
@@ -96,10 +99,33 @@ def collect_scores(opts: EvalOptions, images: np.ndarray, predictors: dict[str, 
     sids = [(c, s) for c in opts.corruptions for s in opts.severities] + [(RESAMPLE, 0)]
     wanted = {m: set(sids) if m != "ldl" else
               {sid for sid in sids if sid[1] in ldl_severities(opts)} for m in predictors}
-    clean, corrupted = {}, {m: {} for m in predictors}
     t = time.perf_counter()
-    for m, p in predictors.items():
-        clean[m] = p.cached(key, "clean") or p.predict(images, key, "clean")
+    clean = {m: p.cached(key, "clean") or p.predict(images, key, "clean") for m, p in predictors.items()}
+    corrupted, need = _cached_sets(predictors, key, sids, wanted)
+    t_clean = time.perf_counter() - t
+    todo = {sid: tuple(m for m in predictors if sid in wanted[m] and sid not in corrupted[m])
+            for sid in need}
+    scorer = _worker_scorer(opts, predictors, todo, key)
+    tally = _score_sets(opts, images, predictors, key, todo, scorer, corrupted, len(sids))
+    opts.timings.update({
+        "clean_inference_s": round(t_clean, 1),
+        "corrupted_sets_s": round(tally.wall_s, 1),
+        "inference_in": ("workers" if scorer is not None else "main process" if need
+                         else "none (every set's predictions were cached)"),
+        # CPU seconds summed over the processes: where the work went.
+        "corruption_cpu_s": round(tally.build_cpu_s, 1),
+        "corrupted_inference_cpu_s": round(tally.infer_cpu_s, 1) if scorer is not None else None,
+        # Wall time this process spent inferring (when it does; workers build meanwhile).
+        "corrupted_inference_s": round(tally.infer_s, 1) if scorer is None else None,
+        "sets_total": len(sids), "sets_from_prediction_cache": len(sids) - len(need),
+        "sets_from_image_cache": tally.from_image_cache, "sets_built": len(need) - tally.from_image_cache,
+    })
+    return clean, corrupted
+
+
+def _cached_sets(predictors: dict[str, Predictor], key: str, sids: list, wanted: dict):
+    """({model: {sid: Scores}} found in the prediction cache, [sids some model still needs])."""
+    corrupted = {m: {} for m in predictors}
     need = []
     for sid in sids:
         for m, p in predictors.items():
@@ -108,51 +134,52 @@ def collect_scores(opts: EvalOptions, images: np.ndarray, predictors: dict[str, 
                 corrupted[m][sid] = got
         if any(sid in wanted[m] and sid not in corrupted[m] for m in predictors):
             need.append(sid)
-    t_clean = time.perf_counter() - t
-    todo = {sid: tuple(m for m in predictors if sid in wanted[m] and sid not in corrupted[m])
-            for sid in need}
-    scorer = _worker_scorer(opts, predictors, todo, key)
-    t_gen0 = time.perf_counter()
-    t_infer = cpu_build = cpu_infer = 0.0
-    n_cached_sets = n_done = 0
-    bar = tqdm(total=len(sids), initial=len(sids) - len(need), desc="corrupted sets",
-               unit="set", disable=not opts.progress, leave=False)
-    for built in generate(images, need, opts.cache, opts.seed, opts.workers, score=scorer):
+    return corrupted, need
+
+
+@dataclass
+class _SetTally:
+    """What building and scoring the needed corrupted sets took."""
+
+    wall_s: float = 0.0
+    infer_s: float = 0.0  # wall time of this process's inference (no worker scorer)
+    build_cpu_s: float = 0.0
+    infer_cpu_s: float = 0.0  # CPU time of the workers' inference (worker scorer)
+    from_image_cache: int = 0
+
+
+def _score_sets(opts: EvalOptions, images: np.ndarray, predictors: dict[str, Predictor], key: str,
+                todo: dict, scorer: SetScorer | None, corrupted: dict, n_sets: int) -> _SetTally:
+    """Build (or load) every set in ``todo`` and score it into ``corrupted`` ({model: {sid: Scores}});
+    one progress step (bar, or a log line without one) per set."""
+    tally = _SetTally()
+    t0 = time.perf_counter()
+    n_cached = n_sets - len(todo)
+    bar = tqdm(total=n_sets, initial=n_cached, desc="corrupted sets", unit="set",
+               disable=not opts.progress, leave=False)
+    for n_done, built in enumerate(generate(images, list(todo), opts.cache, opts.seed, opts.workers,
+                                            score=scorer), 1):
         sid = built.sid
-        n_cached_sets += built.from_cache
-        cpu_build += built.build_cpu_s
+        tally.from_image_cache += built.from_cache
+        tally.build_cpu_s += built.build_cpu_s
         if scorer is not None:  # scored in the worker that built it
             for m, sc in built.value["scores"].items():
                 corrupted[m][sid] = sc
-            cpu_infer += built.value["cpu_s"]
+            tally.infer_cpu_s += built.value["cpu_s"]
         else:
             t = time.perf_counter()
             for m in todo[sid]:
                 corrupted[m][sid] = predictors[m].predict(built.value, key, f"{sid[0]}_s{sid[1]}")
-            t_infer += time.perf_counter() - t
+            tally.infer_s += time.perf_counter() - t
         bar.set_postfix_str(f"{sid[0]} {sid[1]}")
         bar.update(1)
-        n_done += 1
         if not opts.progress:  # no bar (not a terminal): one log line per set instead
             log.info("corrupted set %d/%d done: %s severity %d (%s, %.0f s elapsed)",
-                     len(sids) - len(need) + n_done, len(sids), sid[0], sid[1],
-                     "cached images" if built.from_cache else "built",
-                     time.perf_counter() - t_gen0)
+                     n_cached + n_done, n_sets, sid[0], sid[1],
+                     "cached images" if built.from_cache else "built", time.perf_counter() - t0)
     bar.close()
-    opts.timings.update({
-        "clean_inference_s": round(t_clean, 1),
-        "corrupted_sets_s": round(time.perf_counter() - t_gen0, 1),
-        "inference_in": ("workers" if scorer is not None else "main process" if need
-                         else "none (every set's predictions were cached)"),
-        # CPU seconds summed over the processes: where the work went.
-        "corruption_cpu_s": round(cpu_build, 1),
-        "corrupted_inference_cpu_s": round(cpu_infer, 1) if scorer is not None else None,
-        # Wall time this process spent inferring (when it does; workers build meanwhile).
-        "corrupted_inference_s": round(t_infer, 1) if scorer is None else None,
-        "sets_total": len(sids), "sets_from_prediction_cache": len(sids) - len(need),
-        "sets_from_image_cache": n_cached_sets, "sets_built": len(need) - n_cached_sets,
-    })
-    return clean, corrupted
+    tally.wall_s = time.perf_counter() - t0
+    return tally
 
 
 def _worker_scorer(opts: EvalOptions, predictors: dict[str, Predictor], todo: dict,
@@ -184,6 +211,8 @@ def auroc_tables(opts: EvalOptions, clean: Scores, corrupted: dict, field_name: 
 
 def retention(opts: EvalOptions, clean: Scores, corrupted: dict, amb: np.ndarray,
               routers: dict[str, str]) -> dict:
+    """Each router's retention curve at the highest severity, all corruptions pooled as OOD,
+    the ambiguous clean faces as ID; ``routers``: {name: Scores field}."""
     sev = max(opts.severities)
     ood = {r: np.concatenate([corrupted[(c, sev)].score(f) for c in opts.corruptions])
            for r, f in routers.items()}
@@ -214,56 +243,17 @@ def run(opts: EvalOptions) -> tuple[dict, dict]:
 
     c, cor = clean["model"], corrupted["model"]
     sp = lambda a: _rci(metrics.spearman_ci(a, disagreement, opts.bootstrap, seed=opts.seed))  # noqa: E731
-    auroc_e, mean_e = auroc_tables(opts, c, cor, "epistemic")
-    auroc_a, mean_a = auroc_tables(opts, c, cor, "aleatoric")
-    auroc_t, mean_t = auroc_tables(opts, c, cor, "total")
-    rel = metrics.reliability(c.mean_probs, labels)
-    ret = retention(opts, c, cor, amb, ROUTERS)
-    at = ret.pop("at")
-    man = predictors["model"].manifest
     report = {
         "uar_stream_version": __version__,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": str(opts.model), "id": predictors["model"].model_id,
-                  "members": man.members, "backbone": man.backbone, "temperature": man.temperature,
-                  "engine": getattr(predictors["model"]._engine, "name", "cached predictions")},
+        "model": _model_info(opts.model, predictors["model"]),
         "data": data_info,
         "data_sha256": data_info["sha256"],
         "n": int(len(images)),
         "n_ambiguous": int(amb.sum()),
-        "accuracy": _r(metrics.accuracy(c.mean_probs, labels)),
-        "ece": _r(metrics.ece(c.mean_probs, labels, 15)),
-        "reliability": {"confidence": [_r(x) for x in rel.confidence],
-                        "accuracy": [_r(x) for x in rel.accuracy], "count": rel.count.tolist()},
-        "spearman_aleatoric_disagreement": sp(c.aleatoric),
-        "auroc_epistemic": auroc_e,
-        "auroc_epistemic_mean": mean_e,
-        "cross_sensitivity": {
-            "auroc_aleatoric_mean": mean_a,
-            "auroc_total_mean": mean_t,
-            "auroc_aleatoric": auroc_a,
-            "auroc_total": auroc_t,
-            "spearman_epistemic_disagreement": sp(c.epistemic),
-            "spearman_total_disagreement": sp(c.total),
-        },
-        "resampling_control": {
-            f"auroc_{f}": _r(metrics.auroc(c.score(f), cor[(RESAMPLE, 0)].score(f)))
-            for f in ("epistemic", "aleatoric", "total")},
-        "retention": {
-            "ood_rejection_rate": MATCHED_RATE,
-            "ood": f"severity-{ret['ood_severity']} corrupted faces, {len(opts.corruptions)} types pooled",
-            "ambiguous_id": f"clean faces whose top annotator label has < {AMBIGUOUS_TOP_SHARE:.0%} of the votes",
-            "n_ood": ret["n_ood"], "n_ambiguous": ret["n_ambiguous"],
-            "uar_retained": _r(at["uar"]["kept"]),
-            "single_retained": _r(at["total_entropy"]["kept"]),
-            "max_softmax_retained": _r(at["max_softmax"]["kept"]),
-            "ratio": _ratio(at["uar"]["kept"], at["total_entropy"]["kept"]),
-            "ratio_max_softmax": _ratio(at["uar"]["kept"], at["max_softmax"]["kept"]),
-            "achieved_ood_rejection": {k: _r(at[k]["ood_rejected"]) for k in ROUTERS},
-            "curve": [{"rate": row["rate"], **{k: _r(row[k]["kept"]) for k in ROUTERS},
-                       "thresholds": {k: _r(row[k]["threshold"], 6) for k in ROUTERS}}
-                      for row in ret["curve"]],
-        },
+        **_calibration(c, labels),
+        **_uncertainty_sections(opts, c, cor, sp),
+        "retention": _retention_section(opts, c, cor, amb),
         "corruptions": list(opts.corruptions),
         "severities": list(opts.severities),
         "seed": opts.seed,
@@ -279,6 +269,67 @@ def run(opts: EvalOptions) -> tuple[dict, dict]:
               "disagreement": disagreement.astype(np.float32), "ambiguous": amb,
               "majority_label": labels}
     return report, arrays
+
+
+def _model_info(path: Path, predictor: Predictor) -> dict:
+    man = predictor.manifest
+    return {"path": str(path), "id": predictor.model_id, "members": man.members,
+            "backbone": man.backbone, "temperature": man.temperature,
+            "engine": getattr(predictor._engine, "name", "cached predictions")}
+
+
+def _calibration(c: Scores, labels: np.ndarray) -> dict:
+    rel = metrics.reliability(c.mean_probs, labels)
+    return {
+        "accuracy": _r(metrics.accuracy(c.mean_probs, labels)),
+        "ece": _r(metrics.ece(c.mean_probs, labels, 15)),
+        "reliability": {"confidence": [_r(x) for x in rel.confidence],
+                        "accuracy": [_r(x) for x in rel.accuracy], "count": rel.count.tolist()},
+    }
+
+
+def _uncertainty_sections(opts: EvalOptions, c: Scores, cor: dict, sp) -> dict:
+    """Each uncertainty against annotator disagreement (``sp``: Spearman with CI) and against
+    corruption (AUROC), plus the resampling-only control."""
+    auroc_e, mean_e = auroc_tables(opts, c, cor, "epistemic")
+    auroc_a, mean_a = auroc_tables(opts, c, cor, "aleatoric")
+    auroc_t, mean_t = auroc_tables(opts, c, cor, "total")
+    return {
+        "spearman_aleatoric_disagreement": sp(c.aleatoric),
+        "auroc_epistemic": auroc_e,
+        "auroc_epistemic_mean": mean_e,
+        "cross_sensitivity": {
+            "auroc_aleatoric_mean": mean_a,
+            "auroc_total_mean": mean_t,
+            "auroc_aleatoric": auroc_a,
+            "auroc_total": auroc_t,
+            "spearman_epistemic_disagreement": sp(c.epistemic),
+            "spearman_total_disagreement": sp(c.total),
+        },
+        "resampling_control": {
+            f"auroc_{f}": _r(metrics.auroc(c.score(f), cor[(RESAMPLE, 0)].score(f)))
+            for f in ("epistemic", "aleatoric", "total")},
+    }
+
+
+def _retention_section(opts: EvalOptions, c: Scores, cor: dict, amb: np.ndarray) -> dict:
+    ret = retention(opts, c, cor, amb, ROUTERS)
+    at = ret["at"]
+    return {
+        "ood_rejection_rate": MATCHED_RATE,
+        "ood": f"severity-{ret['ood_severity']} corrupted faces, {len(opts.corruptions)} types pooled",
+        "ambiguous_id": f"clean faces whose top annotator label has < {AMBIGUOUS_TOP_SHARE:.0%} of the votes",
+        "n_ood": ret["n_ood"], "n_ambiguous": ret["n_ambiguous"],
+        "uar_retained": _r(at["uar"]["kept"]),
+        "single_retained": _r(at["total_entropy"]["kept"]),
+        "max_softmax_retained": _r(at["max_softmax"]["kept"]),
+        "ratio": _ratio(at["uar"]["kept"], at["total_entropy"]["kept"]),
+        "ratio_max_softmax": _ratio(at["uar"]["kept"], at["max_softmax"]["kept"]),
+        "achieved_ood_rejection": {k: _r(at[k]["ood_rejected"]) for k in ROUTERS},
+        "curve": [{"rate": row["rate"], **{k: _r(row[k]["kept"]) for k in ROUTERS},
+                   "thresholds": {k: _r(row[k]["threshold"], 6) for k in ROUTERS}}
+                  for row in ret["curve"]],
+    }
 
 
 def ldl_section(opts, c: Scores, cor: dict, labels, amb, sp, predictor: Predictor) -> dict:

@@ -65,101 +65,135 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def reading(r: dict) -> str:
     """One paragraph that says what the numbers show, generated from them."""
     hi = str(max(r["severities"]))
+    parts = [_aleatoric_sentence(r), _epistemic_sentence(r, hi), _cross_sentence(r, hi),
+             _reverse_sentence(r["cross_sensitivity"]), _retention_sentence(r["retention"]),
+             _ldl_sentence(r, hi), _control_sentence(r["resampling_control"]["auroc_epistemic"])]
+    if r["n"] < 1000:
+        parts.append(f"With only {r['n']} faces these figures are rough (see the CIs).")
+    return " ".join(p for p in parts if p)
+
+
+def _aleatoric_sentence(r: dict) -> str:
     rho = r["spearman_aleatoric_disagreement"]
-    ref_rho = REFERENCE["spearman_aleatoric_disagreement"]
-    e_mean = r["auroc_epistemic_mean"][hi]
-    cs = r["cross_sensitivity"]
-    a_mean, t_mean = cs["auroc_aleatoric_mean"][hi], cs["auroc_total_mean"][hi]
-    per = {c: v[hi] for c, v in r["auroc_epistemic"].items()}
-    best, worst = max(per, key=per.get), min(per, key=per.get)
-    ret = r["retention"]
-    parts = []
+    ref = REFERENCE["spearman_aleatoric_disagreement"]
     if rho["value"] is None:
         cmp_rho = "not comparable with"
-    elif rho["ci_low"] is not None and rho["ci_low"] > ref_rho[0]:
+    elif rho["ci_low"] is not None and rho["ci_low"] > ref[0]:
         cmp_rho = "above"
-    elif rho["ci_high"] is not None and rho["ci_high"] < ref_rho[0]:
+    elif rho["ci_high"] is not None and rho["ci_high"] < ref[0]:
         cmp_rho = "below"
     else:
         cmp_rho = "consistent with"
-    parts.append(
-        f"On {r['n']} faces, aleatoric uncertainty ranks faces by annotator disagreement with "
-        f"Spearman {_ci(rho)}, {cmp_rho} the reference {ref_rho[0]:.2f} "
-        f"({ref_rho[1]:.2f}-{ref_rho[2]:.2f}).")
-    parts.append(
-        f"Telling clean from severity-{hi} corrupted faces by epistemic uncertainty gives a mean "
-        f"AUROC of {_f(e_mean)} (reference {REFERENCE['auroc_epistemic_mean_highest']:.3f}; 0.5 is "
-        f"chance)" + (f", from {_f(per[worst])} for {worst} to {_f(per[best])} for {best}." if len(per) > 1
-                      else "."))
-    if a_mean is not None and e_mean is not None:
-        if a_mean >= e_mean:
-            x = (f"The two signals are not cleanly separated: aleatoric uncertainty also rises under "
-                 f"corruption, with a mean AUROC of {_f(a_mean)}, as high as or higher than epistemic's")
-        elif a_mean > 0.6:
-            x = (f"Aleatoric uncertainty also rises under corruption (mean AUROC {_f(a_mean)}), "
-                 f"less than epistemic does")
-        elif a_mean >= 0.45:
-            x = f"Aleatoric uncertainty barely reacts to corruption (mean AUROC {_f(a_mean)})"
-        else:
-            x = (f"Aleatoric uncertainty falls under corruption (mean AUROC {_f(a_mean)}: corrupted "
-                 f"faces look less ambiguous to every member)")
-        parts.append(x + f"; total entropy reaches {_f(t_mean)}.")
+    return (f"On {r['n']} faces, aleatoric uncertainty ranks faces by annotator disagreement with "
+            f"Spearman {_ci(rho)}, {cmp_rho} the reference {ref[0]:.2f} ({ref[1]:.2f}-{ref[2]:.2f}).")
+
+
+def _epistemic_sentence(r: dict, hi: str) -> str:
+    per = {c: v[hi] for c, v in r["auroc_epistemic"].items()}
+    best, worst = max(per, key=per.get), min(per, key=per.get)
+    spread = f", from {_f(per[worst])} for {worst} to {_f(per[best])} for {best}." if len(per) > 1 else "."
+    return (f"Telling clean from severity-{hi} corrupted faces by epistemic uncertainty gives a mean "
+            f"AUROC of {_f(r['auroc_epistemic_mean'][hi])} (reference "
+            f"{REFERENCE['auroc_epistemic_mean_highest']:.3f}; 0.5 is chance)" + spread)
+
+
+def _cross_sentence(r: dict, hi: str) -> str | None:
+    cs = r["cross_sensitivity"]
+    e_mean = r["auroc_epistemic_mean"][hi]
+    a_mean, t_mean = cs["auroc_aleatoric_mean"][hi], cs["auroc_total_mean"][hi]
+    if a_mean is None or e_mean is None:
+        return None
+    if a_mean >= e_mean:
+        x = (f"The two signals are not cleanly separated: aleatoric uncertainty also rises under "
+             f"corruption, with a mean AUROC of {_f(a_mean)}, as high as or higher than epistemic's")
+    elif a_mean > 0.6:
+        x = (f"Aleatoric uncertainty also rises under corruption (mean AUROC {_f(a_mean)}), "
+             f"less than epistemic does")
+    elif a_mean >= 0.45:
+        x = f"Aleatoric uncertainty barely reacts to corruption (mean AUROC {_f(a_mean)})"
+    else:
+        x = (f"Aleatoric uncertainty falls under corruption (mean AUROC {_f(a_mean)}: corrupted "
+             f"faces look less ambiguous to every member)")
+    return x + f"; total entropy reaches {_f(t_mean)}."
+
+
+def _reverse_sentence(cs: dict) -> str:
     se = cs["spearman_epistemic_disagreement"]
-    parts.append(
-        f"In the other direction, epistemic uncertainty correlates with annotator disagreement at "
-        f"Spearman {_ci(se)} (total entropy: {_f(cs['spearman_total_disagreement']['value'])})"
-        + (", so part of what the members disagree on is the ambiguity itself." if (se["value"] or 0) > 0.3
-           else "."))
-    if ret["uar_retained"] is not None and ret["single_retained"] is not None:
-        if ret["ratio"] is not None:
-            verdict = ("more" if ret["ratio"] > 1.05 else "fewer" if ret["ratio"] < 0.95 else "about as many")
-            ratio = f"ratio {ret['ratio']:.2f}x"
-        else:
-            verdict = "more" if ret["uar_retained"] > 0 else "as few"
-            ratio = "ratio undefined: total entropy keeps none"
-        parts.append(
-            f"Rejecting {ret['ood_rejection_rate']:.0%} of the corrupted faces, UAR keeps "
+    tail = (", so part of what the members disagree on is the ambiguity itself."
+            if (se["value"] or 0) > 0.3 else ".")
+    return (f"In the other direction, epistemic uncertainty correlates with annotator disagreement at "
+            f"Spearman {_ci(se)} (total entropy: {_f(cs['spearman_total_disagreement']['value'])})" + tail)
+
+
+def _retention_sentence(ret: dict) -> str | None:
+    if ret["uar_retained"] is None or ret["single_retained"] is None:
+        if ret["n_ambiguous"] == 0:
+            return ("There are no ambiguous faces (top label < 50% of the votes) here, so retention "
+                    "is undefined.")
+        return None
+    if ret["ratio"] is not None:
+        verdict = "more" if ret["ratio"] > 1.05 else "fewer" if ret["ratio"] < 0.95 else "about as many"
+        ratio = f"ratio {ret['ratio']:.2f}x"
+    else:
+        verdict = "more" if ret["uar_retained"] > 0 else "as few"
+        ratio = "ratio undefined: total entropy keeps none"
+    return (f"Rejecting {ret['ood_rejection_rate']:.0%} of the corrupted faces, UAR keeps "
             f"{ret['uar_retained']:.1%} of the {ret['n_ambiguous']} ambiguous in-distribution faces and "
             f"total-entropy routing {ret['single_retained']:.1%} ({ratio}; "
             f"reference about {REFERENCE['retention_ratio']}x; max softmax "
             f"{_f(ret['max_softmax_retained'])}), so UAR keeps {verdict} ambiguous faces at the same OOD "
             f"rejection.")
-    elif ret["n_ambiguous"] == 0:
-        parts.append("There are no ambiguous faces (top label < 50% of the votes) here, so retention "
-                     "is undefined.")
-    if "ldl" in r:
-        l = r["ldl"]
-        parts.append(
-            f"The LDL baseline's entropy reaches Spearman {_ci(l['spearman_entropy_disagreement'])} "
-            f"with disagreement and a mean AUROC of {_f(l['auroc_entropy_mean'][hi])} at severity {hi}; "
+
+
+def _ldl_sentence(r: dict, hi: str) -> str | None:
+    if "ldl" not in r:
+        return None
+    ldl = r["ldl"]
+    return (f"The LDL baseline's entropy reaches Spearman {_ci(ldl['spearman_entropy_disagreement'])} "
+            f"with disagreement and a mean AUROC of {_f(ldl['auroc_entropy_mean'][hi])} at severity {hi}; "
             f"with that one score it can only route like the single-uncertainty baseline "
-            f"(keeps {_f(l['retained_at_matched_rate'], 3)} of ambiguous faces at the matched rate).")
-    ctl = r["resampling_control"]["auroc_epistemic"]
-    parts.append(
-        f"Resampling alone (224 px up, area down, no corruption) gives an epistemic AUROC of "
-        f"{_f(ctl)}{' (close to chance, so the pipeline itself is not what is detected)' if ctl is not None and abs(ctl - 0.5) < 0.05 else ' (not chance: part of every corrupted-set AUROC comes from the resampling itself)'}.")
-    if r["n"] < 1000:
-        parts.append(f"With only {r['n']} faces these figures are rough (see the CIs).")
-    return " ".join(parts)
+            f"(keeps {_f(ldl['retained_at_matched_rate'], 3)} of ambiguous faces at the matched rate).")
+
+
+def _control_sentence(ctl: float | None) -> str:
+    if ctl is not None and abs(ctl - 0.5) < 0.05:
+        why = " (close to chance, so the pipeline itself is not what is detected)"
+    else:
+        why = " (not chance: part of every corrupted-set AUROC comes from the resampling itself)"
+    return (f"Resampling alone (224 px up, area down, no corruption) gives an epistemic AUROC of "
+            f"{_f(ctl)}{why}.")
 
 
 def markdown(r: dict) -> str:
-    sev = [str(s) for s in r["severities"]]
-    cs = r["cross_sensitivity"]
-    ret = r["retention"]
-    m = r["model"]
-    out = [
+    """report.md: the reading, the headline table, cross-sensitivity, per-corruption AUROC,
+    retention and calibration, with the plots ``write`` saves beside it."""
+    sections = (_md_header, _md_headline, _md_cross_sensitivity, _md_per_corruption, _md_retention,
+                _md_notes)
+    return "\n".join(line for section in sections for line in section(r)) + "\n"
+
+
+def _md_header(r: dict) -> list[str]:
+    m, data = r["model"], r["data"]
+    limit = f", first {data['limit']} faces" if data["limit"] else ""
+    return [
         "# uar-stream evaluation",
         "",
         f"Model `{m['path']}` (id {m['id']}, {m['members']} members, {m['backbone']}, "
-        f"temperature {m['temperature']}); data `{r['data']['path']}` (sha256 {r['data_sha256'][:16]}..., "
-        f"{r['n']} faces after dropping {r['data']['dropped_unknown_or_nf']} unknown/NF-majority rows"
-        + (f", first {r['data']['limit']} faces" if r["data"]["limit"] else "") + f"); {r['date']}.",
+        f"temperature {m['temperature']}); data `{data['path']}` (sha256 {r['data_sha256'][:16]}..., "
+        f"{r['n']} faces after dropping {data['dropped_unknown_or_nf']} unknown/NF-majority rows"
+        f"{limit}); {r['date']}.",
         "",
         "## Reading",
         "",
         reading(r),
         "",
+    ]
+
+
+def _md_headline(r: dict) -> list[str]:
+    hi = str(r["severities"][-1])
+    ret = r["retention"]
+    return [
         "## Headline figures",
         "",
         _table(["metric", "this model", "reference (DINOv2 ensemble)"], [
@@ -167,33 +201,53 @@ def markdown(r: dict) -> str:
             ["ECE (15 bins)", _f(r["ece"]), ""],
             ["Spearman(aleatoric, disagreement), 95% CI", _ci(r["spearman_aleatoric_disagreement"]),
              "0.66 (0.64-0.68)"],
-            [f"mean AUROC(epistemic), severity {sev[-1]}", _f(r["auroc_epistemic_mean"][sev[-1]]), "0.699"],
+            [f"mean AUROC(epistemic), severity {hi}", _f(r["auroc_epistemic_mean"][hi]), "0.699"],
             [f"ambiguous faces kept at {ret['ood_rejection_rate']:.0%} OOD rejection: UAR / total entropy",
-             f"{_f(ret['uar_retained'])} / {_f(ret['single_retained'])} (x{_f(ret['ratio'], 2)})", "about x1.8"],
+             f"{_f(ret['uar_retained'])} / {_f(ret['single_retained'])} (x{_f(ret['ratio'], 2)})",
+             "about x1.8"],
         ]),
         "",
+    ]
+
+
+def _md_cross_sensitivity(r: dict) -> list[str]:
+    sev = [str(s) for s in r["severities"]]
+    cs, ctl = r["cross_sensitivity"], r["resampling_control"]
+    auroc_rows = [
+        ["epistemic"] + [_f(r["auroc_epistemic_mean"][s]) for s in sev],
+        ["aleatoric"] + [_f(cs["auroc_aleatoric_mean"][s]) for s in sev],
+        ["total"] + [_f(cs["auroc_total_mean"][s]) for s in sev],
+    ]
+    spearman_rows = [
+        ["aleatoric", _ci(r["spearman_aleatoric_disagreement"])],
+        ["epistemic", _ci(cs["spearman_epistemic_disagreement"])],
+        ["total", _ci(cs["spearman_total_disagreement"])],
+    ]
+    if "ldl" in r:
+        ldl_mean = r["ldl"]["auroc_entropy_mean"]
+        auroc_rows.append(["LDL entropy"] + [_f(ldl_mean[s]) if s in ldl_mean else "not run" for s in sev])
+        spearman_rows.append(["LDL entropy", _ci(r["ldl"]["spearman_entropy_disagreement"])])
+    return [
         "## Cross-sensitivity",
         "",
         "Mean AUROC over corruption types (clean vs corrupted) per severity, for each uncertainty:",
         "",
-        _table(["uncertainty"] + [f"sev {s}" for s in sev], [
-            ["epistemic"] + [_f(r["auroc_epistemic_mean"][s]) for s in sev],
-            ["aleatoric"] + [_f(cs["auroc_aleatoric_mean"][s]) for s in sev],
-            ["total"] + [_f(cs["auroc_total_mean"][s]) for s in sev],
-        ] + ([["LDL entropy"] + [_f(r["ldl"]["auroc_entropy_mean"][s]) if s in r["ldl"]["auroc_entropy_mean"] else "not run" for s in sev]] if "ldl" in r else [])),
+        _table(["uncertainty"] + [f"sev {s}" for s in sev], auroc_rows),
         "",
         "Spearman with annotator disagreement (95% bootstrap CI):",
         "",
-        _table(["uncertainty", "Spearman"], [
-            ["aleatoric", _ci(r["spearman_aleatoric_disagreement"])],
-            ["epistemic", _ci(cs["spearman_epistemic_disagreement"])],
-            ["total", _ci(cs["spearman_total_disagreement"])],
-        ] + ([["LDL entropy", _ci(r["ldl"]["spearman_entropy_disagreement"])]] if "ldl" in r else [])),
+        _table(["uncertainty", "Spearman"], spearman_rows),
         "",
         f"Resampling control (no corruption, only the 224 px round trip), AUROC: epistemic "
-        f"{_f(r['resampling_control']['auroc_epistemic'])}, aleatoric "
-        f"{_f(r['resampling_control']['auroc_aleatoric'])}, total {_f(r['resampling_control']['auroc_total'])}.",
+        f"{_f(ctl['auroc_epistemic'])}, aleatoric {_f(ctl['auroc_aleatoric'])}, "
+        f"total {_f(ctl['auroc_total'])}.",
         "",
+    ]
+
+
+def _md_per_corruption(r: dict) -> list[str]:
+    sev = [str(s) for s in r["severities"]]
+    return [
         "## Epistemic AUROC per corruption",
         "",
         _table(["corruption"] + [f"sev {s}" for s in sev],
@@ -205,6 +259,18 @@ def markdown(r: dict) -> str:
         "",
         "![aleatoric vs disagreement](aleatoric_vs_disagreement.png)",
         "",
+    ]
+
+
+def _md_retention(r: dict) -> list[str]:
+    ret = r["retention"]
+    has_ldl = "ldl" in r
+    ldl_curve = r["ldl"]["curve"] if has_ldl else ret["curve"]  # same rates as UAR's
+    rows = [[f"{row['rate']:.2f}", _f(row["uar"]), _f(row["total_entropy"]), _f(row["max_softmax"])]
+            + ([_f(lr["entropy"])] if has_ldl else [])
+            for row, lr in zip(ret["curve"], ldl_curve, strict=True)
+            if abs(row["rate"] * 10 - round(row["rate"] * 10)) < 1e-6]  # the table: every 0.1
+    return [
         "## Retention at matched OOD rejection",
         "",
         f"OOD: {ret['ood']} ({ret['n_ood']} faces). Ambiguous ID: {ret['ambiguous_id']} "
@@ -215,11 +281,7 @@ def markdown(r: dict) -> str:
         f"is r = {ret['ood_rejection_rate']}, and the curve shows every r.",
         "",
         _table(["OOD rejected", "UAR kept", "total entropy kept", "max softmax kept"]
-               + (["LDL entropy kept"] if "ldl" in r else []),
-               [[f"{row['rate']:.2f}", _f(row["uar"]), _f(row["total_entropy"]), _f(row["max_softmax"])]
-                + ([_f(lr["entropy"])] if "ldl" in r else [])
-                for row, lr in zip(ret["curve"], r.get("ldl", {}).get("curve", ret["curve"]))
-                if abs(row["rate"] * 10 - round(row["rate"] * 10)) < 1e-6]),
+               + (["LDL entropy kept"] if has_ldl else []), rows),
         "",
         "![retention](retention.png)",
         "",
@@ -227,6 +289,11 @@ def markdown(r: dict) -> str:
         "",
         "![reliability](reliability.png)",
         "",
+    ]
+
+
+def _md_notes(r: dict) -> list[str]:
+    return [
         "## Notes",
         "",
         "- Corruptions: ImageNet-C definitions (imagecorruptions-imaug) applied at 224x224 to the "
@@ -236,4 +303,3 @@ def markdown(r: dict) -> str:
         "by CDF inversion (same distribution as the library, other random numbers).",
         f"- Timings (s): {', '.join(f'{k} {v}' for k, v in r['timings_s'].items() if v is not None)}.",
     ]
-    return "\n".join(out) + "\n"
