@@ -83,12 +83,16 @@ class FrameStream:
 
     def __init__(self, stages: FaceStages, source, config: SourceConfig, *,
                  tracker: FaceTracker | None = None, sinks: Sequence[Sink] = (),
-                 describe: dict | None = None, pipelined: bool | None = None):
+                 describe: dict | None = None, pipelined: bool | None = None,
+                 opener: Callable | None = None):
         self.stages = stages
         self.config = config
         self.pipelined = config.pipelined if pipelined is None else pipelined
         self._stop = threading.Event()
-        self.reader = ReconnectingReader(str(source), config, self._stop)
+        # ``opener``: how the reader opens ``source`` (default ``open_source``); serve uses it
+        # for looped and real-time-paced files.
+        self.reader = ReconnectingReader(str(source), config, self._stop,
+                                         **({"opener": opener} if opener is not None else {}))
         self.source = redact(str(source))
         self.is_live = self.reader.is_live
         self.fps, self.size, self.frame_count = self.reader.fps, self.reader.size, self.reader.frame_count
