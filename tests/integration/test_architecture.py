@@ -100,6 +100,7 @@ def test_the_private_name_check_can_fail(tmp_path):
     bad = PACKAGE / "pipeline" / "_probe_for_the_test.py"
     try:
         bad.write_text("from uar_stream.pipeline.stream import _RateMeter\n")
-        assert _private_uses(bad) == ["_probe_for_the_test.py:1 imports uar_stream.pipeline.stream._RateMeter"]
+        assert _private_uses(bad) == [
+            "_probe_for_the_test.py:1 imports uar_stream.pipeline.stream._RateMeter"]
     finally:
         bad.unlink()

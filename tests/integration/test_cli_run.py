@@ -52,7 +52,8 @@ def test_single_face_video_end_to_end(media, default_model, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--source", "/nonexistent/clip.mp4"], "source not found: /nonexistent/clip.mp4"),
     (["--source", "{notvideo}"], "video"),
-    (["--source", "{video}", "--output", "/etc/hostname/out.mp4"], "cannot write output /etc/hostname/out.mp4"),
+    (["--source", "{video}", "--output", "/etc/hostname/out.mp4"],
+     "cannot write output /etc/hostname/out.mp4"),
     (["--source", "{video}", "--config", "{badcfg}"], "routing.tau_epistemic: 'abc' is not a number"),
     (["--source", "{video}", "--model", "{badmodel}"], "sha256 differs from the manifest"),
     (["--source", "{video}", "--backend", "magic"], "engine.backend: 'magic' is not allowed"),

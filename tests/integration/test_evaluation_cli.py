@@ -3,6 +3,7 @@
 The models are small random-weight ensembles built here (the shipped model may not exist in
 CI); these tests check the plumbing and the report's content, not the model's quality.
 """
+import itertools
 import json
 
 import numpy as np
@@ -14,10 +15,10 @@ from uar_stream.cli.main import main
 from uar_stream.config import load_config
 from uar_stream.evaluation.evaluate import ambiguous_mask
 from uar_stream.evaluation.predict import Predictor
-from uar_stream.model.fused_cnn import CnnArch, FusedCnn
-from uar_stream.labels import emotion_rows
-from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
 from uar_stream.flow import Route
+from uar_stream.labels import emotion_rows
+from uar_stream.model.fused_cnn import CnnArch, FusedCnn
+from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
 from uar_stream.pipeline.routing import Router
 
 SMALL = CnnArch(stem=8, widths=(8, 16, 16), blocks=(1, 1, 1), dropout=0.0)
@@ -80,7 +81,7 @@ def test_evaluate_limit_writes_full_report_and_reruns_from_cache(ferplus, models
     # raising the OOD rejection rate can only lower what each router keeps
     for router in ("uar", "total_entropy", "max_softmax"):
         kept = [row[router] for row in ret["curve"]]
-        assert all(b <= a + 1e-9 for a, b in zip(kept, kept[1:])), router
+        assert all(b <= a + 1e-9 for a, b in itertools.pairwise(kept)), router
     # the LDL model has one member: no epistemic part, its entropy is its only uncertainty
     assert {"spearman_entropy_disagreement", "auroc_entropy_mean"} <= set(r["ldl"])
     # by default the LDL model runs only at the highest severity (all its claims need)
@@ -155,7 +156,8 @@ def test_calibrate_thresholds_reproduce_targets_on_the_fitted_data(small_data, m
     keep = emotion_rows(votes)
     assert cal["faces_used"] == keep.sum()
     s = Predictor(models[0], None).predict(images[keep])
-    routes = Router(cfg.routing.tau_epistemic, cfg.routing.tau_aleatoric).route_batch(s.aleatoric, s.epistemic)
+    router = Router(cfg.routing.tau_epistemic, cfg.routing.tau_aleatoric)
+    routes = router.route_batch(s.aleatoric, s.epistemic)
     n = len(routes)
     ood = sum(r is Route.OUT_OF_DISTRIBUTION for r in routes) / n
     amb = sum(r is Route.AMBIGUOUS for r in routes) / n

@@ -1,7 +1,6 @@
 """Live runs end to end: a real RTSP server on loopback (killed and restarted mid-stream), a
 consumer slower than the camera, Ctrl-C/SIGTERM on the CLI, the embedding API."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.live import RtspServer, SlowEngine, make_tiny_model, read_video_frames
 from uar_stream import Analyzer, load_config
-from uar_stream.errors import SourceError
 from uar_stream.backends import create_engine
+from uar_stream.errors import SourceError
 from uar_stream.pipeline.run import run
 from uar_stream.pipeline.sinks import outputs_for
 
+from tests.support.live import RtspServer, SlowEngine, make_tiny_model, read_video_frames
+
 pytest.importorskip("aio_rtsp_toolkit.server")
-from tests.support.paths import ROOT
 CLIP = "lp_driving_d18.mp4"  # 1 face, 480x480, 216 frames at 30 fps
 
 

@@ -4,12 +4,19 @@ import time
 
 import pytest
 
-from tests.support.live import RtspServer
-from uar_stream.flow import Event, Frame
-from uar_stream.pipeline.capture import EndOfStream, FrameBuffer, ReconnectingReader, capture_loop, resolve_policy
 from uar_stream.config import SourceConfig
 from uar_stream.errors import SourceError
+from uar_stream.flow import Event, Frame
+from uar_stream.pipeline.capture import (
+    EndOfStream,
+    FrameBuffer,
+    ReconnectingReader,
+    capture_loop,
+    resolve_policy,
+)
 from uar_stream.pipeline.sources import is_live_spec, open_source, redact
+
+from tests.support.live import RtspServer
 
 pytest.importorskip("aio_rtsp_toolkit.server")
 

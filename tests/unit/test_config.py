@@ -14,7 +14,8 @@ def test_default_yaml_lists_every_key_with_the_code_defaults():
 
 
 @pytest.mark.parametrize("data, match", [
-    ({"engine": {"backend": "cuda9"}}, r"engine\.backend: 'cuda9' is not allowed; allowed: auto, onnxruntime"),
+    ({"engine": {"backend": "cuda9"}},
+     r"engine\.backend: 'cuda9' is not allowed; allowed: auto, onnxruntime"),
     ({"detector": {"model": "huge"}}, r"detector\.model: 'huge' is not allowed; allowed: full, short"),
     ({"routing": {"tau_epistemic": -1}}, r"routing\.tau_epistemic: -1(\.0)? is out of range"),
     ({"routing": {"tau_aleatoric": "high"}}, r"routing\.tau_aleatoric: 'high' is not a number"),

@@ -20,13 +20,14 @@ def test_looped_members_equal_the_fused_graph():
 def test_bench_report_rows_and_speedups():
     report = run_bench([random_model(2)], batches=(1, 4), backends=["onnxruntime"], budget_s=0.02)
     rows = report["rows"]
-    assert {(r["mode"], r["batch"]) for r in rows} == {("fused", 1), ("fused", 4), ("looped", 1), ("looped", 4)}
+    assert {(r["mode"], r["batch"]) for r in rows} == {("fused", 1), ("fused", 4), ("looped", 1),
+                                                        ("looped", 4)}
     for r in rows:
         assert r["latency_ms_p95"] >= r["latency_ms_median"] > 0
         assert abs(r["faces_per_s"] - r["batch"] / r["latency_ms_median"] * 1e3) < 0.1 * r["faces_per_s"]
     assert [s["batch"] for s in report["fused_speedup"]] == [1, 4]
     assert report["environment"]["cpu_gemm_gflops"] > 0
-    for r, s in zip([r for r in rows if r["mode"] == "looped"], report["fused_speedup"]):
+    for r, s in zip([r for r in rows if r["mode"] == "looped"], report["fused_speedup"], strict=True):
         assert r["gflops_per_s"] > 0
         assert abs(s["bound_fused_over_looped"] * s["looped_gemm_fraction"] - 1) < 0.05
     assert "tensorrt" in report["skipped"] or "tensorrt" not in {r["backend"] for r in rows}

@@ -203,7 +203,7 @@ def test_pixelate_and_jpeg_equal_pillow():
         np.testing.assert_array_equal(ops.nearest_resize(small, w, h),
                                       np.array(Image.fromarray(small).resize((w, h), Image.NEAREST)))
     face = upscale(rng.integers(0, 256, (48, 48), dtype=np.uint8))
-    for s, q in zip(SEVERITIES, (25, 18, 15, 10, 7)):
+    for s, q in zip(SEVERITIES, (25, 18, 15, 10, 7), strict=True):
         buf = BytesIO()
         Image.fromarray(np.stack([face] * 3, -1)).save(buf, "JPEG", quality=q)
         ref = cv2.cvtColor(np.array(Image.open(buf)), cv2.COLOR_RGB2GRAY)

@@ -26,9 +26,9 @@ from uar_stream.model.backbones.dinov2 import (  # noqa: E402
     init_member_from_backbone,
     load_backbone_weights,
 )
+from uar_stream.model.ensemble import load_ensemble  # noqa: E402
 from uar_stream.model.fused_cnn import CnnArch, FusedCnn  # noqa: E402
 from uar_stream.model.preprocess import prepare_batch  # noqa: E402
-from uar_stream.model.ensemble import load_ensemble  # noqa: E402
 from uar_stream.model.store import MANIFEST, Manifest, write_member  # noqa: E402
 
 TINY = DinoV2Arch(hidden_size=64, layers=2, heads=2, image_size=56)
@@ -101,7 +101,7 @@ def test_input_transform_undoes_fer_stats_and_applies_imagenet_stats(ferplus):
     assert px.shape == (3, 3, 56, 56)
     raw = torch.nn.functional.interpolate(torch.from_numpy(images[:, None] / 255.0).float(), size=(56, 56),
                                           mode="bilinear", align_corners=False)
-    for c, (m, s) in enumerate(zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))):
+    for c, (m, s) in enumerate(zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)):
         torch.testing.assert_close(px[:, c:c + 1], (raw - m) / s, atol=1e-5, rtol=1e-5)
 
 
@@ -147,7 +147,8 @@ def test_real_dinov2_small_layout_is_accepted(tmp_path):
     for i in range(12):
         p = f"encoder.layer.{i}."
         for n in ("query", "key", "value"):
-            shapes[p + f"attention.attention.{n}.weight"], shapes[p + f"attention.attention.{n}.bias"] = (d, d), (d,)
+            shapes[p + f"attention.attention.{n}.weight"] = (d, d)
+            shapes[p + f"attention.attention.{n}.bias"] = (d,)
         shapes[p + "attention.output.dense.weight"], shapes[p + "attention.output.dense.bias"] = (d, d), (d,)
         shapes[p + "mlp.fc1.weight"], shapes[p + "mlp.fc1.bias"] = (4 * d, d), (4 * d,)
         shapes[p + "mlp.fc2.weight"], shapes[p + "mlp.fc2.bias"] = (d, 4 * d), (d,)
@@ -197,7 +198,8 @@ def test_training_on_real_faces_writes_a_loadable_resumable_model(tmp_path, ferp
     out, work = tmp_path / "model", tmp_path / "work"
     with caplog.at_level(logging.INFO, logger="uar_stream.train"):
         man = train_dinov2(ferplus / "train.npz", ferplus / "publictest.npz", out, cfg, work)
-    losses = [float(m.group(1)) for m in re.finditer(r"member 0 epoch \d/4: train loss ([\d.]+)", caplog.text)]
+    epoch_line = r"member 0 epoch \d/4: train loss ([\d.]+)"
+    losses = [float(m.group(1)) for m in re.finditer(epoch_line, caplog.text)]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
     assert man.backbone == "dinov2" and man.training["pretrained"]["file"] == "model.safetensors"
     assert 0.25 <= man.temperature <= 4.0 and man.metrics["data"]["n"] == 512
@@ -226,7 +228,8 @@ def test_load_ensemble_dispatches_on_backbone(tmp_path):
     d.mkdir()
     write_member(d / "member_00.safetensors", {k: v for k, v in FusedCnn(1, 8, arch).state_dict().items()
                                                if not k.endswith("num_batches_tracked")})
-    (d / MANIFEST).write_text(Manifest(members=1, files=["member_00.safetensors"], arch=arch.to_dict()).to_json())
+    man = Manifest(members=1, files=["member_00.safetensors"], arch=arch.to_dict())
+    (d / MANIFEST).write_text(man.to_json())
     net, man = load_ensemble(d)
     assert isinstance(net, FusedCnn) and man.backbone == "cnn"
 
@@ -265,7 +268,7 @@ def test_onnx_export_has_dynamic_batch_and_matches_torch(tmp_path):
             ref = graph(x)
         got = sess.run(None, {"faces": x.numpy()})
         assert got[4].shape == (b, 3, 8)
-        for r, g in zip(ref, got):
+        for r, g in zip(ref, got, strict=True):
             np.testing.assert_allclose(g, r.numpy(), atol=1e-4, rtol=0)
 
 

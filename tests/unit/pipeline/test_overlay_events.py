@@ -5,10 +5,10 @@ import pytest
 
 from uar_stream.config import OverlayConfig
 from uar_stream.errors import SinkError
-from uar_stream.pipeline.sinks.events import EventLog
+from uar_stream.flow import Event, FaceResult, Route
 from uar_stream.labels import CLASSES
 from uar_stream.pipeline.overlay import Overlay, label_text
-from uar_stream.flow import Event, FaceResult, Route
+from uar_stream.pipeline.sinks.events import EventLog
 
 
 def face(route, probs=None, box=(100, 100, 200, 220)):

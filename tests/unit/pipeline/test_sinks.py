@@ -4,13 +4,14 @@ import json
 
 import pytest
 
-from tests.support.live import SlowEngine, make_tiny_model
 from uar_stream import Analyzer, RunSummary, SinkError, StreamInfo, StreamResult, load_config
 from uar_stream.backends import create_engine
 from uar_stream.pipeline.run import run
 from uar_stream.pipeline.sinks import outputs_for
 from uar_stream.pipeline.sinks.drawing import FrameDrawer
 from uar_stream.pipeline.sinks.video import AnnotatedVideoSink
+
+from tests.support.live import SlowEngine, make_tiny_model
 
 CLIP = "pyfeat_single_face.mp4"  # 72 frames, one face
 

@@ -1,18 +1,19 @@
 """Tracking: ids across frames, scene cuts, smoothing + hysteresis against route flicker."""
 import dataclasses
+import itertools
 import shutil
 
 import numpy as np
 import pytest
 
-from tests.support.live import make_tiny_model
 from uar_stream import Analyzer, load_config
 from uar_stream.config import TrackingConfig
-from uar_stream.flow import FaceResult
-from uar_stream.flow import Route
+from uar_stream.flow import FaceResult, Route
 from uar_stream.pipeline.routing import Router
 from uar_stream.pipeline.sources import open_source
 from uar_stream.pipeline.tracking import FaceTracker, iou_matrix
+
+from tests.support.live import make_tiny_model
 
 CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 ROUTER = Router(tau_epistemic=0.05, tau_aleatoric=0.9)
@@ -61,15 +62,17 @@ def test_hysteresis_and_smoothing_stop_a_flickering_route_and_report_changes():
         routes.append(out[0].route)
         events += ev
         raw_routes.append(raw.update([_face(box, aleatoric=a)], i, i / 10)[0][0].route)
-    flips = sum(x != y for x, y in zip(routes, routes[1:]))
-    raw_flips = sum(x != y for x, y in zip(raw_routes, raw_routes[1:]))
+    flips = sum(x != y for x, y in itertools.pairwise(routes))
+    raw_flips = sum(x != y for x, y in itertools.pairwise(raw_routes))
     assert raw_flips == 19 and flips == 1 and routes[-1] is Route.AMBIGUOUS
     changed = [e for e in events if e.kind == "route_changed"]
-    assert len(changed) == 1 and changed[0].fields["from"] == "confident" and changed[0].fields["to"] == "ambiguous"
+    assert len(changed) == 1
+    assert (changed[0].fields["from"], changed[0].fields["to"]) == ("confident", "ambiguous")
     assert changed[0].fields["aleatoric"] > 0.9  # the smoothed value that crossed the threshold
     end = tr.finish()
     assert end[0].kind == "track_ended" and end[0].fields["frames"] == 30
-    assert sum(end[0].fields["route_seconds"].values()) == pytest.approx(end[0].fields["duration_s"], abs=1e-3)
+    route_seconds = sum(end[0].fields["route_seconds"].values())
+    assert route_seconds == pytest.approx(end[0].fields["duration_s"], abs=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +117,7 @@ def test_tracks_on_a_clip_with_scene_cuts(media, tiny_analyzer):
     long = {k: v for k, v in spans.items() if len(v) >= 5}
     per_scene = [sum(bounds[s] <= v[0][0] < bounds[s + 1] for v in long.values()) for s in range(4)]
     # A person counts 2, ~6, 1 and 4-6 faces in the four shots.
-    assert per_scene[2] == 1 and all(n <= c for n, c in zip(per_scene, (2, 6, 1, 6)))
+    assert per_scene[2] == 1 and all(n <= c for n, c in zip(per_scene, (2, 6, 1, 6), strict=True))
     print(f"\nhamilton: {len(spans)} ids, {len(long)} with >= 5 frames, per shot {per_scene}")
 
 
@@ -137,7 +140,7 @@ def test_walking_crowd_ids_do_not_fragment(media, tiny_analyzer):
 
 
 def _flips_per_track_second(spans, fps):
-    flips = sum(sum(a.route != b.route for (_, a), (_, b) in zip(v, v[1:])) for v in spans.values())
+    flips = sum(sum(a.route != b.route for (_, a), (_, b) in itertools.pairwise(v)) for v in spans.values())
     seconds = sum(len(v) for v in spans.values()) / fps
     return flips / seconds
 

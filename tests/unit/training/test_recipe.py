@@ -143,7 +143,8 @@ def test_checkpoint_is_safetensors_and_round_trips_optimizer_and_schedule(tmp_pa
     assert path.read_bytes()[8:9] == b"{"  # a safetensors JSON header, not a pickle/zip
     st = read_state(path)
     assert st["epoch"] == 3 and st["none"] is None and st["scheduler"] == sched.state_dict()
-    assert torch.equal(st["optimizer"]["state"][0]["momentum_buffer"], opt.state_dict()["state"][0]["momentum_buffer"])
+    assert torch.equal(st["optimizer"]["state"][0]["momentum_buffer"],
+                       opt.state_dict()["state"][0]["momentum_buffer"])
     opt.load_state_dict(st["optimizer"])
     with pytest.raises(TypeError, match="cannot store object"):
         pack({"x": object()})
@@ -187,7 +188,8 @@ def test_live_recipe_resumes_mid_member_to_the_same_weights(ferplus, tmp_path, c
     assert [r["epoch"] for r in history] == [1, 2]
 
     with pytest.raises(ConfigError, match="was started with another config"):
-        train_ensemble(data, None, tmp_path / "c", dataclasses.replace(cfg, ema_decay=0.5), tmp_path / "work_b")
+        train_ensemble(data, None, tmp_path / "c", dataclasses.replace(cfg, ema_decay=0.5),
+                       tmp_path / "work_b")
 
 
 def test_cli_rejects_an_unknown_recipe(ferplus, tmp_path, capsys):
