@@ -32,6 +32,7 @@ def decide(faces) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the kiosk loop on ``--source``; print each new message. Returns the exit code."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", default="0", help="webcam index, stream URL or video file")
     ap.add_argument("--config", help="YAML config (e.g. configs/default.yaml)")

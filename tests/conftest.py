@@ -1,12 +1,9 @@
 """Fixtures over real data: the shared media and FER+ files, the shipped model, one analyzer."""
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.support.paths import DEFAULT_MODEL, FERPLUS, MEDIA, need
-
-os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 @pytest.fixture(scope="session")

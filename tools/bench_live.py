@@ -30,6 +30,7 @@ def _pct(x, q):
 
 
 def bench_file(an, clip: Path, pipelined: bool) -> dict:
+    """One row: frames, fps and latency percentiles of analysing a whole video file."""
     t0 = time.perf_counter()
     with an.stream(str(clip), pipelined=pipelined) as s:
         n = sum(1 for _ in s)
@@ -40,6 +41,7 @@ def bench_file(an, clip: Path, pipelined: bool) -> dict:
 
 
 def bench_live(an, url: str, name: str, pipelined: bool, seconds: float) -> dict:
+    """One row for ``seconds`` of a live stream: fps, latency and frame age (capture to result)."""
     results = []
     with an.stream(url, pipelined=pipelined) as s:
         t_start = None
@@ -53,8 +55,8 @@ def bench_live(an, url: str, name: str, pipelined: bool, seconds: float) -> dict
     # When position 0 was on air: the earliest (captured - position) of any frame, i.e.
     # the frame read with the least delay (the start-up burst arrives ahead of real time).
     on_air0 = min(c - p for c, p, _, _ in results)
-    ages = [(c + l / 1000 - (on_air0 + p)) * 1000 for c, p, l, _ in results[skip:]]
-    lat = [l for _, _, l, _ in results[skip:]]
+    ages = [(c + ms / 1000 - (on_air0 + p)) * 1000 for c, p, ms, _ in results[skip:]]
+    lat = [ms for _, _, ms, _ in results[skip:]]
     span = results[-1][0] - results[0][0]
     return {"source": name, "mode": "pipelined" if pipelined else "sync", "frames": len(results),
             "fps": round((len(results) - 1) / span, 2) if span > 0 else None,
@@ -65,6 +67,7 @@ def bench_live(an, url: str, name: str, pipelined: bool, seconds: float) -> dict
 
 
 def main() -> int:
+    """Benchmark the shared clips as files and as loopback RTSP streams; print (and save) the rows."""
     from uar_stream import Analyzer, load_config
 
     from tests.support.live import RtspServer

@@ -35,6 +35,7 @@ MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 
 def bench_video(an: Analyzer, path: Path, out_dir: Path) -> dict:
+    """Run each stage of one video by hand and time it; one row of medians per video."""
     times = {s: [] for s in STAGES}
     faces = 0
     det = an.thread_detector()
@@ -89,6 +90,7 @@ class _TimedEngine:
 
 
 def main() -> None:
+    """Benchmark each video (repeats, median), print the table, optionally write JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", nargs="*", default=[str(MEDIA / "pyfeat_single_face.mp4"),
                                                     str(MEDIA / "facenet_video.mp4")])
@@ -98,7 +100,6 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per video; the median run is reported")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
-    os.environ.setdefault("GLOG_minloglevel", "2")
     cfg = load_config({"model": {"path": a.model}, "engine": {"backend": a.backend},
                        "detector": {"model": a.detector}})
     model_dir = resolve_model_path(cfg.model.path)

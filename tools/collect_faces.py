@@ -22,6 +22,7 @@ from uar_stream.pipeline.sources import open_source
 
 def collect(sources: list[str], every: int, max_faces: int, detector: str,
             min_confidence: float) -> np.ndarray:
+    """Aligned 48x48 crops of every detected face on every ``every``-th frame, at most ``max_faces``."""
     det = FaceDetector(detector, min_confidence)
     crops: list[np.ndarray] = []
     try:
@@ -42,10 +43,13 @@ def collect(sources: list[str], every: int, max_faces: int, detector: str,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the options, collect the faces, write the .npz."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--source", action="append", required=True, help="video, image or webcam index (repeatable)")
+    p.add_argument("--source", action="append", required=True,
+                   help="video, image or webcam index (repeatable)")
     p.add_argument("--out", required=True, help=".npz to write (array 'images', uint8 [N,48,48])")
-    p.add_argument("--every", type=int, default=5, help="use every n-th frame (neighbouring frames repeat faces)")
+    p.add_argument("--every", type=int, default=5,
+                   help="use every n-th frame (neighbouring frames repeat faces)")
     p.add_argument("--max-faces", type=int, default=5000)
     p.add_argument("--detector", default="full", choices=("full", "short"))
     p.add_argument("--min-confidence", type=float, default=0.5)

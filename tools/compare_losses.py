@@ -19,6 +19,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ferplus"
 
 
 def main() -> None:
+    """Train one model per loss (same seed, data order and budget); print their PublicTest figures."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DATA / "train.npz"))
     ap.add_argument("--test", default=str(DATA / "publictest.npz"))

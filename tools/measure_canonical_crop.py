@@ -23,6 +23,7 @@ UP, PAD = 4, 64
 
 
 def measure(images: np.ndarray, model: str) -> np.ndarray:
+    """Keypoints (K, 6, 2) in 48 px crop coordinates of the faces detected exactly once."""
     det = FaceDetector(model=model, min_confidence=0.5)
     pts = []
     for im in images:
@@ -36,6 +37,7 @@ def measure(images: np.ndarray, model: str) -> np.ndarray:
 
 
 def main() -> None:
+    """Print the median keypoints per detector model, then the check on the shared photos."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="../shared/data/ferplus/publictest.npz")
     ap.add_argument("--media", default="../shared/media")
@@ -46,13 +48,14 @@ def main() -> None:
         pts = measure(images, model)
         med = np.median(pts, 0)
         print(f"{model}: detected {len(pts)}/{len(images)}; median keypoints (x, y) in 48 px:")
-        for name, i in zip(("right_eye", "left_eye", "nose_tip", "mouth"), ALIGN_POINTS):
-            print(f"  {name:10s} {med[i, 0]:5.1f} {med[i, 1]:5.1f}   IQR x {np.subtract(*np.percentile(pts[:, i, 0], [75, 25])):.1f}"
-                  f" y {np.subtract(*np.percentile(pts[:, i, 1], [75, 25])):.1f}")
+        for name, i in zip(("right_eye", "left_eye", "nose_tip", "mouth"), ALIGN_POINTS, strict=True):
+            iqr_x, iqr_y = (np.subtract(*np.percentile(pts[:, i, k], [75, 25])) for k in (0, 1))
+            print(f"  {name:10s} {med[i, 0]:5.1f} {med[i, 1]:5.1f}   IQR x {iqr_x:.1f} y {iqr_y:.1f}")
     mean_fer = images.astype(np.float32).mean(0)
     det = FaceDetector(model="full")
     crops = []
-    for path in sorted(glob.glob(os.path.join(args.media, "*.jp*g")) + glob.glob(os.path.join(args.media, "*.png"))):
+    photos = glob.glob(os.path.join(args.media, "*.jp*g")) + glob.glob(os.path.join(args.media, "*.png"))
+    for path in sorted(photos):
         bgr = to_bgr(cv2.imread(path, cv2.IMREAD_UNCHANGED))
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         for f in det.detect(bgr):
