@@ -85,6 +85,11 @@ class EventsConfig:
     faces: str = _opt("on_change", choices=("every_frame", "on_change", "every_n", "off"))
     every_n: int = _opt(15, lo=1, hi=100000)
     probs: bool = True  # include the 8-class distribution in face events
+    #: Rotate the JSONL file before it passes this size (MiB): it becomes FILE-STEM.NNNN.jsonl;
+    #: 0 = never rotate. With keep, the log cannot fill a disk (docs/events.md#rotation).
+    max_mb: float = _opt(100.0, lo=0.0, hi=1048576.0)
+    keep: int = _opt(10, lo=1, hi=100000)  # rotated files kept (the oldest are deleted)
+    compress: bool = False  # gzip rotated files (FILE-STEM.NNNN.jsonl.gz)
 
 
 @dataclass

@@ -26,9 +26,32 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
-def redact(spec: str) -> str:
-    """Hide credentials in a URL: rtsp://user:pass@host -> rtsp://user:***@host."""
-    return re.sub(r"(://[^/:@]+):[^@/]*@", r"\1:***@", str(spec))
+# A URL's scheme and "://", raw or percent-encoded (a URL inside a query string or a page),
+# then the rest of its token: URLs in messages end at whitespace or a quote.
+_URL_TOKEN = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*(?:://|%3A%2F%2F))([^\s\"'<>]*)")
+_AT = re.compile(r"(?i)@|%40")
+
+
+def _redact_token(m: re.Match) -> str:
+    rest = m.group(2)
+    # The userinfo ends at the LAST '@' (raw or %40) of the token, not the first: a password
+    # may hold a raw '@', '/', ':', '#' or '?' that no parser would accept but users type.
+    # A path or query with an '@' is over-redacted (its host is hidden too): safe side.
+    ats = list(_AT.finditer(rest))
+    if not ats:
+        return m.group(0)
+    return f"{m.group(1)}***{rest[ats[-1].start():]}"
+
+
+def redact(text: str) -> str:
+    """Hide the whole userinfo of every URL in ``text``: ``rtsp://user:pass@host/x`` ->
+    ``rtsp://***@host/x``, however the password is written (raw or percent-encoded ``@ / : #
+    ?``), and in percent-encoded URLs too (``rtsp%3A%2F%2Fu%3Ap%40host``). Text without a URL
+    is returned unchanged. Used for every log line, event, error, summary and page."""
+    s = str(text)
+    if "://" not in s and "%3a%2f%2f" not in s.lower():
+        return s
+    return _URL_TOKEN.sub(_redact_token, s)
 
 
 class Source:
