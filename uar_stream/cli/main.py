@@ -57,7 +57,7 @@ _QUIET_COMMANDS = ("run",)
 
 #: Modules that add subcommands: each has ``register(subparsers) -> {name: handler}``;
 #: a handler takes the parsed args and returns the exit code.
-_COMMAND_MODULES = (".run", ".train", ".evaluate", ".engines")
+_COMMAND_MODULES = (".run", ".train", ".evaluate", ".engines", ".serve")
 
 if __name__ == "__main__":
     sys.exit(main())

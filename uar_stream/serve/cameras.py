@@ -1,0 +1,204 @@
+"""``CAMERAS.yaml``: the analyzer config plus ``serve:`` (batcher, view) and ``cameras:``.
+
+::
+
+    model: {path: engines/default}      # any analyzer section (configs/default.yaml)
+    serve: {max_batch: 16, batch_timeout_ms: 5}
+    cameras:
+      - id: door                         # letters, digits, - and _ (it is part of URLs)
+        source: rtsp://user:pass@10.0.0.5/stream
+        events: out/door.jsonl           # optional
+        record: out/door.mp4             # optional annotated recording
+        enabled: true
+        routing: {tau_epistemic: 0.2}    # any analyzer section but model / engine
+
+Validated on load like the other configs: every error is one line that names the camera
+(``cameras[1] (id door): ...``), the key and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from uar_stream.config import AnalyzerConfig, from_dict
+from uar_stream.errors import ConfigError
+from uar_stream.pipeline.sources import is_live_spec
+
+#: Sections a camera may not override: one engine (one model) serves every camera.
+SHARED_SECTIONS = ("model", "engine")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+@dataclass
+class ServeOptions:
+    """``serve:``: the cross-stream batcher and the live view."""
+
+    #: The batcher fires at this many face crops ...
+    max_batch: int = 16
+    #: ... or this long after the first crop of a batch arrived (or when every camera waits).
+    batch_timeout_ms: float = 5.0
+    jpeg_quality: int = 80  # MJPEG and snapshot images
+    view_fps: float = 15.0  # at most this many MJPEG images per second per viewer
+
+
+_SERVE_RANGES = {"max_batch": (1, 1024), "batch_timeout_ms": (0.0, 1000.0), "jpeg_quality": (10, 100),
+                 "view_fps": (0.5, 120.0)}
+
+
+@dataclass
+class CameraConfig:
+    """One camera. ``overrides``: analyzer sections for this camera only (nested dict).
+    ``loop``: a file starts again at its end; ``realtime``: a file is read at its own
+    frame rate, newest frame wins, like a live camera (both ignored for live sources)."""
+
+    id: str
+    source: str
+    record: str | None = None
+    events: str | None = None
+    enabled: bool = True
+    loop: bool = False
+    realtime: bool = False
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def is_live(self) -> bool:
+        """True for webcams and stream URLs."""
+        return is_live_spec(self.source)
+
+
+@dataclass
+class ServeConfig:
+    """A whole ``CAMERAS.yaml``: ``base`` (the analyzer config as a validated dict, the
+    start of every camera's config), ``serve`` and the cameras in file order."""
+
+    base: dict
+    serve: ServeOptions
+    cameras: list[CameraConfig]
+
+    def analyzer_config(self, camera: CameraConfig | None = None) -> AnalyzerConfig:
+        """The analyzer config of ``camera`` (the base with its overrides), or the base."""
+        data = json.loads(json.dumps(self.base))
+        for section, values in (camera.overrides if camera else {}).items():
+            data.setdefault(section, {}).update(values)
+        return from_dict(data)
+
+
+def load_serve_config(source: str | Path | dict) -> ServeConfig:
+    """Read and validate a ``CAMERAS.yaml`` (a path or its parsed dict); raises ConfigError."""
+    data = _read(source)
+    cams = data.pop("cameras", None)
+    serve = _serve_options(data.pop("serve", None))
+    base = from_dict(data).to_dict()  # unknown sections and bad analyzer keys fail here
+    if not isinstance(cams, list) or not cams:
+        raise ConfigError("cameras: expected a list of cameras ({id, source, ...}), got "
+                          f"{type(cams).__name__ if cams is not None else 'nothing'}")
+    cfg = ServeConfig(base, serve, [])
+    for i, raw in enumerate(cams):
+        cfg.cameras.append(parse_camera(raw, cfg, where=f"cameras[{i}]"))
+    ids = [c.id for c in cfg.cameras]
+    dup = next((c for c in ids if ids.count(c) > 1), None)
+    if dup is not None:
+        raise ConfigError(f"cameras: duplicate id {dup!r}; every camera needs its own id")
+    return cfg
+
+
+def parse_camera(raw: Any, config: ServeConfig, where: str | None = None) -> CameraConfig:
+    """Validate one camera mapping (from the file or ``POST /api/streams``) against
+    ``config``'s base; raises ConfigError naming the camera and the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with id and source, got {type(raw).__name__}")
+    cid = raw.get("id")
+    if where is None:
+        where, label = "camera", f"camera {cid}" if isinstance(cid, str) else "camera"
+    else:
+        label = f"{where} (id {cid})" if isinstance(cid, str) else where
+    if not isinstance(cid, str) or not _ID.match(cid):
+        raise ConfigError(f"{label}: id: {cid!r} is not allowed; allowed: 1-64 letters, digits, - and _")
+    known = {f.name for f in dataclasses.fields(CameraConfig)} - {"overrides"}
+    sections = set(AnalyzerConfig.__dataclass_fields__)
+    plain, overrides = {}, {}
+    for key, value in raw.items():
+        if key in known:
+            plain[key] = value
+        elif key in SHARED_SECTIONS:
+            raise ConfigError(f"{label}: {key}: cannot be set per camera (one engine serves every "
+                              "camera); set it at the top level")
+        elif key in sections:
+            overrides[key] = value
+        else:
+            own = ", ".join(sorted(sections - set(SHARED_SECTIONS)))
+            raise ConfigError(f"{label}: {key}: unknown key; allowed keys: {', '.join(sorted(known))}, "
+                              f"or an analyzer section ({own})")
+    cam = CameraConfig(**_camera_fields(plain, label), overrides=overrides)
+    try:
+        config.analyzer_config(cam)
+    except ConfigError as e:
+        raise ConfigError(f"{label}: {e}") from None
+    return cam
+
+
+def _camera_fields(plain: dict, label: str) -> dict:
+    out: dict[str, Any] = {"id": plain["id"]}
+    source = plain.get("source")
+    if isinstance(source, int) and not isinstance(source, bool):
+        source = str(source)  # a webcam index
+    if not isinstance(source, str) or not source.strip():
+        raise ConfigError(f"{label}: source: expected a video path, webcam index or stream URL, "
+                          f"got {source!r}")
+    if not (source.isdigit() or _URL.match(source)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{label}: source: file not found: {path}")
+    out["source"] = source
+    for key in ("record", "events"):
+        if plain.get(key) is not None:
+            if not isinstance(plain[key], str):
+                raise ConfigError(f"{label}: {key}: expected a file path, got {plain[key]!r}")
+            out[key] = plain[key]
+    for key in ("enabled", "loop", "realtime"):
+        if key in plain:
+            if not isinstance(plain[key], bool):
+                raise ConfigError(f"{label}: {key}: {plain[key]!r} is not allowed; allowed: true, false")
+            out[key] = plain[key]
+    return out
+
+
+def _serve_options(raw: Any) -> ServeOptions:
+    if raw is None:
+        return ServeOptions()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"serve: expected a mapping, got {type(raw).__name__}")
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in _SERVE_RANGES:
+            raise ConfigError(f"serve.{key}: unknown key; allowed keys: {', '.join(_SERVE_RANGES)}")
+        lo, hi = _SERVE_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise ConfigError(f"serve.{key}: {value!r} is not allowed; allowed: {lo} to {hi}")
+        if isinstance(lo, int) and value != int(value):
+            raise ConfigError(f"serve.{key}: {value!r} must be a whole number")
+        kwargs[key] = type(lo)(value)
+    return ServeOptions(**kwargs)
+
+
+def _read(source: str | Path | dict) -> dict:
+    if isinstance(source, dict):
+        return json.loads(json.dumps(source))
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping (analyzer sections, serve, cameras)")
+    data.pop("calibration", None)  # provenance written by `uar-stream calibrate`
+    return data
