@@ -23,3 +23,8 @@ class ModelError(UarError):
 
 class DataError(UarError):
     """A dataset file is missing or not in the FER+ layout."""
+
+
+class InputError(UarError, ValueError):
+    """An argument of the Python API is not what it accepts (e.g. ``Analyzer.analyze(None)``,
+    an empty array, a nested list); the message says what was expected."""

@@ -21,6 +21,7 @@ from uar_stream.model.store import model_id, read_manifest
 from uar_stream.pipeline.faces import FaceDetector, align_face, to_bgr
 from uar_stream.pipeline.overlay import Overlay
 from uar_stream.pipeline.routing import Router
+from uar_stream.pipeline.sources import as_image, warn_detection_limits
 from uar_stream.pipeline.stream import FrameStream, StreamHandle
 from uar_stream.pipeline.tracking import FaceTracker
 
@@ -57,6 +58,7 @@ class Analyzer:
         self._streams: weakref.WeakSet[FrameStream] = weakref.WeakSet()
         self._streams_lock = threading.Lock()
         self._closed = False
+        self._warned: set[str] = set()  # detection-limit warnings already given
 
     @classmethod
     def from_config(cls, source: str | Path | dict | AnalyzerConfig | None = None,
@@ -82,9 +84,13 @@ class Analyzer:
             det.close()
 
     def detect(self, frame: np.ndarray) -> FaceBatch:
-        """Detect and align every face of a frame (any of gray, BGR, BGRA)."""
-        bgr = to_bgr(frame)
+        """Detect and align every face of a frame (gray, BGR or BGRA; uint8, uint16 or float
+        in 0..1). Anything else raises :class:`~uar_stream.errors.InputError`. Never silently
+        empty: a frame too small for any face, or more faces than ``detector.max_faces`` (the
+        best-scored are kept), logs a warning (once per Analyzer and kind)."""
+        bgr = to_bgr(as_image(frame))
         faces = self.thread_detector().detect(bgr)
+        warn_detection_limits(bgr.shape, len(faces), self.config.detector, self._warned)
         faces = sorted(faces, key=lambda f: -f.score)[: self.config.detector.max_faces]
         if not faces:
             return FaceBatch([], np.zeros((0, INPUT_SIZE, INPUT_SIZE), np.uint8), bgr.shape[:2])
@@ -120,7 +126,8 @@ class Analyzer:
         return results
 
     def analyze(self, frame: np.ndarray) -> list[FaceResult]:
-        """Detect, align, classify and route every face in one frame."""
+        """Detect, align, classify and route every face in one frame (input as for
+        :meth:`detect`; wrong input raises :class:`~uar_stream.errors.InputError`)."""
         return self.classify([self.detect(frame)])[0]
 
     def draw(self, frame: np.ndarray, results: list[FaceResult], fps: float | None = None) -> np.ndarray:

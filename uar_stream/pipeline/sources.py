@@ -1,6 +1,7 @@
 """Frame sources: a video file, an image file, a webcam index, or a stream URL."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -19,9 +20,10 @@ if "OPENCV_FFMPEG_LOGLEVEL" not in os.environ:
 if "OPENCV_LOG_LEVEL" not in os.environ:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
-from uar_stream.errors import SourceError
+from uar_stream.errors import InputError, SourceError
 from uar_stream.flow import Frame
 
+log = logging.getLogger("uar_stream")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -52,6 +54,48 @@ def redact(text: str) -> str:
     if "://" not in s and "%3a%2f%2f" not in s.lower():
         return s
     return _URL_TOKEN.sub(_redact_token, s)
+
+
+_IMAGE_EXPECTED = ("a numpy array (H, W) gray, (H, W, 3) BGR or (H, W, 4) BGRA, of uint8 "
+                   "(uint16, or float in 0..1, are converted)")
+
+
+def as_image(frame) -> np.ndarray:
+    """``frame`` as a uint8 image for the detector, or :class:`InputError` saying what is
+    expected. Accepts gray, BGR and BGRA; uint16 is scaled down, float must lie in 0..1
+    (scaled by 255). Rejects None, lists, empty arrays, other shapes and dtypes."""
+    if not isinstance(frame, np.ndarray):
+        raise InputError(f"expected an image as {_IMAGE_EXPECTED}; got {type(frame).__name__}")
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise InputError(f"expected an image as {_IMAGE_EXPECTED}; got shape {frame.shape}")
+    if frame.size == 0:
+        raise InputError(f"expected a non-empty image; got shape {frame.shape}")
+    if frame.dtype == np.uint8:
+        return frame
+    if frame.dtype == np.uint16:
+        return (frame // 257).astype(np.uint8)
+    if frame.dtype.kind == "f":
+        if not np.isfinite(frame).all() or frame.min() < 0.0 or frame.max() > 1.0:
+            raise InputError("a float image must hold finite values in 0..1 (got "
+                             f"{float(np.nanmin(frame)):g}..{float(np.nanmax(frame)):g})")
+        return np.round(frame * 255.0).astype(np.uint8)
+    raise InputError(f"expected an image as {_IMAGE_EXPECTED}; got dtype {frame.dtype}")
+
+
+def warn_detection_limits(shape: tuple, found: int, detector, warned: set[str]) -> None:
+    """Warn (once per ``warned`` set and kind) when a frame's size or face count limits what
+    the detector can return: smaller than ``detector.min_face_px`` (no face fits), or more
+    faces than ``detector.max_faces`` (only that many, the best-scored, are analysed)."""
+    h, w = shape[:2]
+    if min(h, w) < detector.min_face_px and "small" not in warned:
+        warned.add("small")
+        log.warning("frame %dx%d is smaller than detector.min_face_px (%d): no face can be found "
+                    "in it", w, h, detector.min_face_px)
+    if found > detector.max_faces and "cap" not in warned:
+        warned.add("cap")
+        log.warning("detector.max_faces reached: %d faces found in a %dx%d frame, the %d with the "
+                    "highest scores are analysed (raise detector.max_faces for crowds)",
+                    found, w, h, detector.max_faces)
 
 
 class Source:

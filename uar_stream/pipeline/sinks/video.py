@@ -1,6 +1,9 @@
 """The annotated video (or image) sink, and the writer under it."""
 from __future__ import annotations
 
+import os
+import struct
+import time
 from pathlib import Path
 
 import cv2
@@ -14,7 +17,17 @@ from uar_stream.pipeline.sources import IMAGE_SUFFIXES
 
 class VideoWriter:
     """Writes annotated frames; opened lazily at the first frame (its size is the video's).
-    An output path with an image suffix writes the last frame as an image."""
+    An output path with an image suffix writes the last frame as an image.
+
+    OpenCV's writer reports no write errors, so this class checks for itself: while writing,
+    that the disk has room (every ``check_every_s``); after release, that the file is
+    complete (an mp4/mov has its ``moov`` index and no cut box, an avi its whole RIFF, and
+    OpenCV can read a frame back). Any failure is a one-line :class:`SinkError` naming the
+    file and the cause (``No space left on device``, ...). An output that got no frame is
+    removed when this writer created it (an empty file is no video).
+    """
+
+    check_every_s = 1.0
 
     def __init__(self, path: str | Path, fps: float, codec: str = "mp4v"):
         self.path = Path(path)
@@ -22,6 +35,8 @@ class VideoWriter:
         self._writer: cv2.VideoWriter | None = None
         self._last: np.ndarray | None = None
         self.frames = 0
+        self._created = not self.path.exists()
+        self._next_check = 0.0
         self.check_writable(self.path)
 
     @staticmethod
@@ -33,6 +48,8 @@ class VideoWriter:
                 parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise SinkError(f"cannot create output folder {parent}: {e.strerror or e}") from None
+        if path.is_dir():
+            raise SinkError(f"cannot write output {path}: Is a directory")
         try:
             with open(path, "ab"):
                 pass
@@ -55,20 +72,128 @@ class VideoWriter:
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec),
                                            self.fps, (w, h))
             if not self._writer.isOpened():
+                self._writer = None
+                cause = disk_problem(self.path.parent)
+                if cause:
+                    raise SinkError(f"cannot write output {self.path}: {cause}")
                 raise SinkError(f"cannot write video {self.path} with codec {self.codec!r} "
                                 "(try output.codec: mp4v, or a .avi/.mp4 name)")
         self._writer.write(frame)
         self.frames += 1
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self.check_every_s
+            if disk_full(self.path.parent):
+                raise SinkError(f"cannot write output {self.path}: No space left on device")
 
     def close(self) -> None:
-        """Finalise the file (idempotent)."""
+        """Finalise the file (idempotent); raise SinkError when it is not complete."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-        if self.is_image and self._last is not None:
-            if not cv2.imwrite(str(self.path), self._last):
-                raise SinkError(f"cannot write image {self.path}")
-            self._last = None
+            problem = video_problem(self.path)
+            if problem:
+                cause = disk_problem(self.path.parent)
+                raise SinkError(f"cannot write output {self.path}: {cause or problem}")
+        elif self.is_image and self._last is not None:
+            img, self._last = self._last, None
+            self._write_image(img)
+        elif self.frames == 0 and self._created:
+            self.path.unlink(missing_ok=True)  # touched at open; no frame came
+
+    def _write_image(self, img: np.ndarray) -> None:
+        ok, buf = cv2.imencode(self.path.suffix, img)
+        if not ok:
+            raise SinkError(f"cannot write image {self.path}: cannot encode {self.path.suffix}")
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:  # whole or not at all: a full disk leaves the old file, not half an image
+            with open(tmp, "wb") as f:
+                f.write(buf.tobytes())
+            os.replace(tmp, self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise SinkError(f"cannot write output {self.path}: {e.strerror or e}") from None
+
+
+def disk_full(folder: Path) -> bool:
+    """True when the file system of ``folder`` has no block left for this process."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use reserved blocks
+    return free == 0
+
+
+def disk_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot take 64 KiB more (``No space left on device``, ``Read-only file
+    system``, ...), found by writing and removing a probe file; None when it can."""
+    probe = folder / f".uar-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        return e.strerror or str(e)
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+    return None
+
+
+def video_problem(path: Path) -> str | None:
+    """Why the finished video at ``path`` is not playable, or None when it is."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return e.strerror or str(e)
+    if size == 0:
+        return "the file is empty"
+    suffix = path.suffix.lower()
+    problem = None
+    if suffix in (".mp4", ".mov", ".m4v"):
+        problem = _mp4_problem(path, size)
+    elif suffix == ".avi":
+        problem = _riff_problem(path, size)
+    if problem is None:
+        cap = cv2.VideoCapture(str(path))
+        readable = cap.isOpened() and cap.read()[0]
+        cap.release()
+        problem = None if readable else "the file is not readable as a video"
+    return problem
+
+
+def _mp4_problem(path: Path, size: int) -> str | None:
+    """Walk the top-level boxes: each whole, and a ``moov`` among them."""
+    seen, pos = set(), 0
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(16)
+            if len(head) < 8:
+                return "the file is incomplete (a cut box header)"
+            n, kind = struct.unpack(">I4s", head[:8])
+            if n == 1:
+                n = struct.unpack(">Q", head[8:16])[0] if len(head) == 16 else 0
+            elif n == 0:
+                n = size - pos
+            if n < 8 or pos + n > size:
+                return f"the file is incomplete (box {kind.decode('latin-1')!r} cut)"
+            seen.add(kind)
+            pos += n
+    return None if b"moov" in seen else "the file is incomplete (no moov atom: unplayable)"
+
+
+def _riff_problem(path: Path, size: int) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+        return "the file is incomplete (no AVI header)"
+    riff = struct.unpack("<I", head[4:8])[0]
+    return None if riff + 8 <= size else "the file is incomplete (cut short)"
 
 
 class AnnotatedVideoSink:
