@@ -36,10 +36,17 @@ class ModelConfig:
 class DetectorConfig:
     """``detector:``: MediaPipe face detection (range model, score and size floors, faces per frame)."""
 
-    model: str = _opt("full", choices=("full", "short"))
+    #: fast: one whole-frame pass of `model`; accurate: full-range on the whole frame and on
+    #: overlapping tiles + short-range, merged by NMS; auto: tiles only where faces may be small.
+    mode: str = _opt("auto", choices=("fast", "accurate", "auto"))
+    model: str = _opt("full", choices=("full", "short"))  # fast mode's one model
     min_confidence: float = _opt(0.65, lo=0.05, hi=0.99)
     min_face_px: int = _opt(16, lo=4, hi=4096)
-    max_faces: int = _opt(32, lo=1, hi=256)
+    max_faces: int = _opt(64, lo=1, hi=256)
+    tile_px: int = _opt(480, lo=64, hi=8192)  # side of a square tile, frame pixels
+    tile_overlap: float = _opt(0.3, lo=0.0, hi=0.9)  # share of a tile shared with a neighbour
+    tile_from_px: int = _opt(960, lo=64, hi=100000)  # auto: tile frames whose longer side is >= this
+    nms_iou: float = _opt(0.3, lo=0.0, hi=1.0)  # overlap above which two detections are one face
 
 
 @dataclass
@@ -129,6 +136,9 @@ class TrackingConfig:
     alpha: float = _opt(0.4, lo=0.01, hi=1.0)  # ema weight of the newest frame
     window: int = _opt(5, lo=1, hi=300)
     hysteresis_frames: int = _opt(3, lo=1, hi=300)  # route/label change after k agreeing frames
+    #: A track gets an id (and track_started) after this many consecutive frames; until then
+    #: its faces are shown without an id, and a face seen once never becomes a track.
+    min_hits: int = _opt(3, lo=1, hi=300)
     max_age: int = _opt(15, lo=1, hi=10000)  # frames a lost track is kept before it ends
     min_iou: float = _opt(0.2, lo=0.0, hi=1.0)  # least IoU (with the predicted box) to keep an id
     #: A frame this different from the last (mean abs difference of contrast-normalised

@@ -206,8 +206,7 @@ class Analyzer:
         shared between threads)."""
         det = getattr(self._local, "detector", None)
         if det is None:
-            d = self.config.detector
-            det = FaceDetector(d.model, d.min_confidence, d.min_face_px)
+            det = FaceDetector.from_config(self.config.detector)
             self._local.detector = det
             self._detectors.append(det)
         return det

@@ -8,6 +8,8 @@ transform, so a live face is framed like a FER2013 training face.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -39,11 +41,10 @@ def to_bgr(frame: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image shape {frame.shape}: expected HxW, HxWx1, HxWx3 or HxWx4")
 
 
-class FaceDetector:
-    """MediaPipe face detection. ``model``: 'full' (faces up to ~5 m, crowds) or 'short'
-    (faces within ~2 m, webcams; faster). Not thread-safe: one per thread."""
+class _Graph:
+    """One MediaPipe BlazeFace graph ('full': 192x192 input, 'short': 128x128)."""
 
-    def __init__(self, model: str = "full", min_confidence: float = 0.5, min_face_px: int = 16):
+    def __init__(self, model: str, min_confidence: float):
         with third_party_quiet():
             import mediapipe as mp  # imported here: heavy, and only the detector needs it
 
@@ -52,37 +53,163 @@ class FaceDetector:
             # The graph opens its calculators (and logs) on its own threads; one frame waits
             # for them, so that their start-up lines fall inside the quiet block.
             self._det.process(np.zeros((64, 64, 3), np.uint8))
+
+    def raw(self, rgb: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """(score, box xyxy, keypoints (6, 2)) in ``rgb``'s pixels, unfiltered."""
+        h, w = rgb.shape[:2]
+        res = self._det.process(rgb)
+        out = []
+        for d in res.detections or []:
+            loc = d.location_data
+            bb = loc.relative_bounding_box
+            x0, y0 = bb.xmin * w, bb.ymin * h
+            box = np.array([x0, y0, x0 + bb.width * w, y0 + bb.height * h], np.float64)
+            lm = np.array([[k.x * w, k.y * h] for k in loc.relative_keypoints], np.float32)
+            if lm.shape == (6, 2):
+                out.append((float(d.score[0]), box, lm))
+        return out
+
+    def close(self) -> None:
+        self._det.close()
+
+
+@dataclass(frozen=True)
+class DetectorPlan:
+    """What a detection pass runs: the whole-frame models and the tiling (see module doc)."""
+
+    mode: str = "fast"  # fast | accurate | auto
+    model: str = "full"  # fast: the one whole-frame model
+    tile_px: int = 480  # side of a square tile (frame pixels)
+    tile_overlap: float = 0.3  # share of a tile shared with its neighbour
+    tile_from_px: int = 960  # auto: tile frames whose longer side is at least this
+    nms_iou: float = 0.3  # overlap (IoU, or 0.7 of the smaller box) that merges two detections
+
+
+class FaceDetector:
+    """MediaPipe face detection in one of three modes (``plan.mode``).
+
+    - ``fast``: one whole-frame pass of ``plan.model`` ('full': faces up to ~5 m, 'short':
+      within ~2 m, faster). BlazeFace sees the frame shrunk to 192 (128) px, so faces under
+      about a tenth of the frame width are missed, and rows of them vanish entirely.
+    - ``accurate``: the full-range model on the whole frame AND on overlapping tiles of
+      ``tile_px`` (small faces), plus the short-range model on the whole frame (close-ups,
+      semi-profiles), merged by NMS that keeps the best-scoring detection's keypoints.
+    - ``auto``: full + short on the whole frame; tiles only where faces may be small: frames
+      whose longer side is at least ``tile_from_px``, or when the previous frame's tiled
+      pass found more faces than this frame's whole-frame pass.
+
+    Not thread-safe: one per thread.
+    """
+
+    def __init__(self, model: str = "full", min_confidence: float = 0.5, min_face_px: int = 16,
+                 plan: DetectorPlan | None = None):
+        self.plan = plan or DetectorPlan(model=model)
         self.min_face_px = min_face_px
         # The full-range graph of mediapipe 0.10.14 does not apply min_detection_confidence
         # (measured: 0.60 detections pass a 0.8 setting), so the score is also checked here.
         self.min_confidence = min_confidence
+        needed = {self.plan.model} if self.plan.mode == "fast" else {"full", "short"}
+        self._graphs = {m: _Graph(m, min_confidence) for m in sorted(needed)}
+        self._last_tiled = 0  # auto: faces the last tiled pass found
+
+    @classmethod
+    def from_config(cls, cfg) -> FaceDetector:
+        """From a :class:`~uar_stream.config.DetectorConfig`."""
+        plan = DetectorPlan(cfg.mode, cfg.model, cfg.tile_px, cfg.tile_overlap, cfg.tile_from_px,
+                            cfg.nms_iou)
+        return cls(cfg.model, cfg.min_confidence, cfg.min_face_px, plan)
 
     def detect(self, frame_bgr: np.ndarray) -> list[DetectedFace]:
-        """Every face in a BGR frame above the configured confidence and size."""
+        """Every face in a BGR frame above the configured confidence and size, best first."""
         h, w = frame_bgr.shape[:2]
-        res = self._det.process(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
-        faces: list[DetectedFace] = []
-        for d in res.detections or []:
-            if d.score[0] < self.min_confidence:
-                continue
-            loc = d.location_data
-            bb = loc.relative_bounding_box
-            x0, y0 = bb.xmin * w, bb.ymin * h
-            x1, y1 = x0 + bb.width * w, y0 + bb.height * h
-            lm = np.array([[k.x * w, k.y * h] for k in loc.relative_keypoints], np.float32)
-            if lm.shape != (6, 2) or min(x1 - x0, y1 - y0) < self.min_face_px:
-                continue
-            if not _plausible(lm, x1 - x0):
-                continue
-            box = (int(max(0, x0)), int(max(0, y0)), int(min(w, x1)), int(min(h, y1)))
-            if box[2] <= box[0] or box[3] <= box[1]:
-                continue
-            faces.append(DetectedFace(box, float(d.score[0]), lm))
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        p = self.plan
+        if p.mode == "fast":
+            cands = [(s, b, lm, False) for s, b, lm in self._graphs[p.model].raw(rgb)]
+            return self._finish(cands, w, h)
+        cands = [(s, b, lm, False) for m in ("full", "short") for s, b, lm in self._graphs[m].raw(rgb)]
+        whole = self._finish(list(cands), w, h)
+        tile = p.mode == "accurate" or max(h, w) >= p.tile_from_px or self._last_tiled > len(whole)
+        if not tile or max(h, w) <= p.tile_px:
+            return whole
+        cands += self._tiled(rgb)
+        faces = self._finish(cands, w, h)
+        self._last_tiled = len(faces)
+        return faces
+
+    def _tiled(self, rgb: np.ndarray) -> list:
+        """Full-range detections on overlapping tiles, in frame pixels; a box that touches
+        a tile edge inside the frame is marked (the face may be cut there)."""
+        h, w = rgb.shape[:2]
+        out = []
+        for x0, y0, x1, y1 in tile_grid(w, h, self.plan.tile_px, self.plan.tile_overlap):
+            for s, b, lm in self._graphs["full"].raw(np.ascontiguousarray(rgb[y0:y1, x0:x1])):
+                b = b + np.array([x0, y0, x0, y0])
+                lm = lm + np.array([x0, y0], np.float32)
+                cut = ((x0 > 0 and b[0] <= x0 + 1) or (y0 > 0 and b[1] <= y0 + 1)
+                       or (x1 < w and b[2] >= x1 - 1) or (y1 < h and b[3] >= y1 - 1))
+                out.append((s, b, lm, bool(cut)))
+        return out
+
+    def _finish(self, cands: list, w: int, h: int) -> list[DetectedFace]:
+        """Filter (score, size, plausible keypoints), merge by NMS, clip to the frame."""
+        keep = [c for c in cands if c[0] >= self.min_confidence
+                and min(c[1][2] - c[1][0], c[1][3] - c[1][1]) >= self.min_face_px
+                and _plausible(c[2], c[1][2] - c[1][0])]
+        faces = []
+        for s, b, lm, _ in nms(keep, self.plan.nms_iou):
+            box = (int(max(0, b[0])), int(max(0, b[1])), int(min(w, b[2])), int(min(h, b[3])))
+            if box[2] > box[0] and box[3] > box[1]:
+                faces.append(DetectedFace(box, s, lm))
         return faces
 
     def close(self) -> None:
-        """Release the MediaPipe graph."""
-        self._det.close()
+        """Release the MediaPipe graphs."""
+        for g in self._graphs.values():
+            g.close()
+
+
+def tile_grid(w: int, h: int, tile: int, overlap: float) -> list[tuple[int, int, int, int]]:
+    """Square tiles of side ``tile`` (clipped to the frame) covering a w x h frame, neighbours
+    sharing ``overlap`` of a tile, evenly spread so the last tile ends at the frame edge."""
+    def starts(n: int) -> list[int]:
+        if n <= tile:
+            return [0]
+        step = tile * (1.0 - overlap)
+        k = int(np.ceil((n - tile) / step)) + 1
+        return [int(round(i * (n - tile) / (k - 1))) for i in range(k)]
+    return [(x, y, min(w, x + tile), min(h, y + tile)) for y in starts(h) for x in starts(w)]
+
+
+def nms(cands: list, iou_thr: float) -> list:
+    """Greedy NMS over (score, box, keypoints, cut) candidates: whole detections before
+    ones cut by a tile edge, then by score; a candidate overlapping a kept one by IoU >
+    ``iou_thr`` or covering 70% of the smaller box is dropped, so each face keeps the
+    keypoints of its best detection."""
+    order = sorted(cands, key=lambda c: (c[3], -c[0]))
+    kept: list = []
+    for c in order:
+        b = c[1]
+        if all(_overlap(b, k[1]) <= iou_thr and _inter_min(b, k[1]) < 0.7 for k in kept):
+            kept.append(c)
+    return sorted(kept, key=lambda c: -c[0])
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    inter = _inter(a, b)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _inter_min(a: np.ndarray, b: np.ndarray) -> float:
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return _inter(a, b) / small if small > 0 else 0.0
+
+
+def _inter(a: np.ndarray, b: np.ndarray) -> float:
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    return float(max(ix, 0) * max(iy, 0))
 
 
 def _plausible(lm: np.ndarray, box_w: float) -> bool:
