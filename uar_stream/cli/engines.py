@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from uar_stream.cli.options import number
+
 
 def register(sub) -> dict:
     """Add this module's subcommands to ``sub``; return {name: handler(args) -> exit code}."""
@@ -11,7 +13,7 @@ def register(sub) -> dict:
     p.add_argument("--model", default="engines/default", help="model directory")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
                    help="fp16: half-precision convs, fp32 input/outputs/uncertainties")
-    p.add_argument("--max-batch", type=int, default=64, help="TensorRT profile's largest batch")
+    p.add_argument("--max-batch", type=number(int, 1, 4096), default=64, help="TensorRT profile's largest batch")
     p.add_argument("--force", action="store_true", help="rebuild even if cached files are valid")
     b = sub.add_parser("bench-engines", help="faces/s and latency per backend and batch, "
                                              "fused vs looped ensemble members")
@@ -23,18 +25,18 @@ def add_bench_arguments(p) -> None:
     """Options of bench-engines (shared with tools/bench_engines.py)."""
     p.add_argument("--model", action="append", default=[],
                    help="model directory to time (repeatable; default: engines/default if present)")
-    p.add_argument("--random-members", type=int, default=5,
+    p.add_argument("--random-members", type=number(int, 0, 64), default=5,
                    help="also time a random-weight model with this many members and the shipped "
                         "architecture (0: no)")
-    p.add_argument("--dinov2", type=int, default=0, metavar="M",
+    p.add_argument("--dinov2", type=number(int, 0, 64), default=0, metavar="M",
                    help="also time the DINOv2 configuration with M random-weight ViT-S/14 members "
                         "at batches 1 and 8 (needs the dinov2 extra; slow on CPU)")
     p.add_argument("--batches", default="1,8,32,64", help="comma-separated batch sizes")
     p.add_argument("--backends", help="comma-separated subset of onnxruntime,torch-cpu,torch-cuda,tensorrt")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
                    help="GPU backends' precision (CPU backends run fp32)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: backend default)")
-    p.add_argument("--budget-s", type=float, default=2.0, help="seconds of timing per cell")
+    p.add_argument("--threads", type=number(int, 0, 256), default=0, help="CPU threads (0: backend default)")
+    p.add_argument("--budget-s", type=number(float, 0.01, 3600.0), default=2.0, help="seconds of timing per cell")
     p.add_argument("--no-looped", action="store_true", help="skip the looped-members variant")
     p.add_argument("--json", help="write the report as JSON here")
 

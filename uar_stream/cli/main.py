@@ -11,6 +11,7 @@ import logging
 import sys
 
 from uar_stream import quiet
+from uar_stream.cli.options import OneLineParser
 from uar_stream.errors import UarError
 
 log = logging.getLogger("uar_stream")
@@ -18,7 +19,7 @@ log = logging.getLogger("uar_stream")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code."""
-    parser = argparse.ArgumentParser(prog="uar-stream", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="uar-stream", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="cmd", required=True)
     handlers = {}
@@ -31,22 +32,46 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[a.cmd](a)
     except UarError as e:
-        print(f"uar-stream {a.cmd}: error: {e}", file=sys.stderr)
+        print(f"uar-stream {a.cmd}: error: {_redact(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"uar-stream {a.cmd}: interrupted", file=sys.stderr)
         return 130
+    except (OSError, MemoryError) as e:  # the machine's limits, not a bug: one line too
+        why = getattr(e, "strerror", None) or type(e).__name__
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"uar-stream {a.cmd}: error: {_redact(where)}{why}", file=sys.stderr)
+        return 2
 
 
 def _setup_logging(cmd: str, verbose: bool) -> None:
     quiet.set_verbose(verbose)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for h in logging.getLogger().handlers:  # every log line, ours or a library's, redacted
+        h.addFilter(_redact_record)
     logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
     if verbose:
         level = logging.DEBUG
     else:
         level = logging.WARNING if cmd in _QUIET_COMMANDS else logging.INFO
     log.setLevel(level)
+
+
+def _redact(text: str) -> str:
+    if "://" not in text and "%3a%2f%2f" not in text.lower():
+        return text  # no URL: skip importing the pipeline (and OpenCV) for a message
+    from uar_stream.pipeline.sources import redact
+
+    return redact(text)
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """A logging filter: the record's message with every URL's credentials hidden."""
+    msg = record.getMessage()
+    clean = _redact(msg)
+    if clean != msg:
+        record.msg, record.args = clean, ()
+    return True
 
 
 _VERBOSE_HELP = "debug logs, and third-party start-up messages that are hidden by default"

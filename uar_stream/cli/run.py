@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+
+from uar_stream.cli.options import number
+from uar_stream.errors import ConfigError
 
 log = logging.getLogger("uar_stream")
 
@@ -22,21 +26,22 @@ def _add_run(sub) -> None:
     p.add_argument("--config", help="YAML config (default: built-in defaults = configs/default.yaml)")
     p.add_argument("--model", help="model directory (config model.path)")
     p.add_argument("--backend", help="engine backend (config engine.backend)")
-    p.add_argument("--tau-epistemic", type=float, help="config routing.tau_epistemic (nats)")
-    p.add_argument("--tau-aleatoric", type=float, help="config routing.tau_aleatoric (nats)")
+    p.add_argument("--tau-epistemic", type=number(float), help="config routing.tau_epistemic (nats)")
+    p.add_argument("--tau-aleatoric", type=number(float), help="config routing.tau_aleatoric (nats)")
     p.add_argument("--face-events", help="config events.faces: every_frame, on_change, every_n, off")
     p.add_argument("--detector", help="config detector.model: full, short")
     p.add_argument("--show", action="store_true",
                    help="show a window with the overlay and FPS (skipped with a warning without a display)")
     p.add_argument("--buffer-policy",
                    help="config source.buffer_policy: auto, wait, drop_oldest, newest_only")
-    p.add_argument("--reconnect-attempts", type=int,
+    p.add_argument("--reconnect-attempts", type=number(int),
                    help="config source.reconnect_attempts (live sources)")
     p.add_argument("--sync", action="store_true",
                    help="no capture/detect threads (config source.pipelined: false)")
     p.add_argument("--no-tracking", action="store_true",
                    help="no face ids, smoothing or hysteresis (config tracking.enabled: false)")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames")
+    p.add_argument("--max-frames", type=number(int, 0, allowed="0 (no limit) or more"), default=0,
+                   help="stop after this many frames (0: no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--summary-json", help="also write the end summary as JSON here")
 
@@ -55,6 +60,7 @@ def _cmd_run(a) -> int:
                                  "source.reconnect_attempts": a.reconnect_attempts,
                                  "source.pipelined": False if a.sync else None,
                                  "tracking.enabled": False if a.no_tracking else None})
+    check_paths(a)
     if a.output is None and a.events is None and not a.show:
         log.warning("no --output, --events or --show: only the summary will be printed")
     sinks = outputs_for(cfg, output=a.output, events=a.events, show=a.show,
@@ -63,3 +69,23 @@ def _cmd_run(a) -> int:
         s = run(an, a.source, sinks, progress=not a.no_progress and sys.stderr.isatty(),
                 max_frames=a.max_frames)
     return 130 if s.interrupted else 0
+
+
+def check_paths(a) -> None:
+    """The output files must differ from each other and from the source (a run must never
+    write over its own input or interleave two outputs in one file)."""
+    named = [(f"--{k.replace('_', '-')}", getattr(a, k)) for k in ("output", "events", "summary_json")]
+    seen: dict[Path, str] = {}
+    src = Path(a.source).expanduser()
+    src_key = src.resolve() if src.exists() else None
+    for flag, value in named:
+        if not value:
+            continue
+        if value.strip() == "":
+            raise ConfigError(f"{flag}: an empty path is not allowed")
+        key = Path(value).expanduser().resolve()
+        if key == src_key:
+            raise ConfigError(f"{flag} {value}: is the source; refusing to write over the input")
+        if key in seen:
+            raise ConfigError(f"{flag} and {seen[key]} name the same file {value}")
+        seen[key] = flag

@@ -1,6 +1,9 @@
 """`uar-stream train`: train the ensemble (or the LDL baseline, or DINOv2 members)."""
 from __future__ import annotations
 
+from uar_stream.cli.options import number
+
+
 def register(sub) -> dict:
     """Add ``train`` to ``sub``; return {name: handler(args) -> exit code}."""
     _add_train(sub)
@@ -12,18 +15,18 @@ def _add_train(sub) -> None:
     p.add_argument("--data", required=True, help="training .npz in the FER+ layout")
     p.add_argument("--test", help="evaluation .npz: leaked images removed, metrics reported")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--members", type=int, default=5)
-    p.add_argument("--epochs", type=int, help="default: 24 (cnn), 10 (dinov2)")
+    p.add_argument("--members", type=number(int, 1, 64), default=5)
+    p.add_argument("--epochs", type=number(int, 1, 10000), help="default: 24 (cnn), 10 (dinov2)")
     p.add_argument("--loss", default="soft", help="soft (vote distribution) or majority")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, help="default: 128 (cnn), 64 (dinov2)")
-    p.add_argument("--lr", type=float, help="peak learning rate; default: 0.1 (cnn, SGD), "
+    p.add_argument("--seed", type=number(int, 0), default=0)
+    p.add_argument("--batch-size", type=number(int, 1, 65536), help="default: 128 (cnn), 64 (dinov2)")
+    p.add_argument("--lr", type=number(float, 1e-9, 10.0), help="peak learning rate; default: 0.1 (cnn, SGD), "
                    "1e-4 (dinov2, AdamW; lower layers get less)")
     p.add_argument("--backbone", default="cnn", choices=("cnn", "dinov2"), help="cnn (default) or dinov2")
     p.add_argument("--dinov2-weights", help="local facebook/dinov2-small safetensors (dinov2 backbone)")
-    p.add_argument("--image-size", type=int,
+    p.add_argument("--image-size", type=number(int, 14, 1024),
                    help="dinov2: side the 48x48 crop is resized to, a multiple of 14 (default 224)")
-    p.add_argument("--max-steps", type=int, default=0,
+    p.add_argument("--max-steps", type=number(int, 0), default=0,
                    help="dinov2: stop each member after this many steps (smoke tests)")
     p.add_argument("--work-dir", help="checkpoints (default: OUT.work); rerun to resume")
     p.add_argument("--recipe", default="live",

@@ -26,11 +26,12 @@ def outputs_for(config: AnalyzerConfig, output: str | Path | None = None,
     sinks: list[Sink] = []
     if output:
         sinks.append(AnnotatedVideoSink(output, drawer, config.output.codec))
-    if events:
-        sinks.append(EventLogSink(events, config.events))
+    log = EventLogSink(events, config.events) if events else None
+    if log is not None:
+        sinks.append(log)
     if show:
         sinks.append(WindowSink(drawer))
-    if summary or summary_json:
+    if summary or summary_json:  # last: closed after the event log, so it sees its rotations
         named = {k: v for k, v in (("video", output), ("events", events)) if v}
-        sinks.append(SummarySink(named, summary_json, show_text=summary))
+        sinks.append(SummarySink(named, summary_json, show_text=summary, events=log))
     return sinks
