@@ -17,7 +17,7 @@ def _cams(media, *extra, **top):
 
 def test_a_valid_config_gives_each_camera_its_own_analyzer_config(media):
     cfg = load_serve_config(_cams(media, {"id": "b", "source": "rtsp://u:p@127.0.0.1:9/x", "enabled": False,
-                                          "routing": {"tau_epistemic": 0.5}},
+                                          "analyzer": {"routing": {"tau_epistemic": 0.5}}},
                                   routing={"tau_epistemic": 0.2}, serve={"max_batch": 4}))
     assert [c.id for c in cfg.cameras] == ["a", "b"] and cfg.serve.max_batch == 4
     assert cfg.analyzer_config(cfg.cameras[0]).routing.tau_epistemic == 0.2
@@ -29,9 +29,11 @@ def test_a_valid_config_gives_each_camera_its_own_analyzer_config(media):
     ({"id": "a", "source": "x.mp4"}, "cameras: duplicate id 'a'"),
     ({"id": "b", "source": "missing.mp4"}, "cameras[1] (id b): source: file not found: missing.mp4"),
     ({"id": "b", "source": "rtsp://h/x", "colour": 1}, "cameras[1] (id b): colour: unknown key"),
-    ({"id": "b", "source": "rtsp://h/x", "engine": {"backend": "torch"}},
-     "cameras[1] (id b): engine: cannot be set per camera"),
-    ({"id": "b", "source": "rtsp://h/x", "routing": {"tau_epistemic": -1}},
+    ({"id": "b", "source": "rtsp://h/x", "analyzer": {"engine": {"backend": "torch"}}},
+     "cameras[1] (id b): analyzer.engine: cannot be set per camera"),
+    ({"id": "b", "source": "rtsp://h/x", "analyzer": {"tracker": {}}},
+     "cameras[1] (id b): analyzer.tracker: unknown section; allowed: detector, routing"),
+    ({"id": "b", "source": "rtsp://h/x", "analyzer": {"routing": {"tau_epistemic": -1}}},
      "cameras[1] (id b): routing.tau_epistemic: -1.0 is out of range"),
     ({"id": "b/c", "source": "rtsp://h/x"}, "cameras[1] (id b/c): id: 'b/c' is not allowed"),
     ({"id": "b", "source": "rtsp://h/x", "loop": "yes"}, "cameras[1] (id b): loop: 'yes' is not allowed"),

@@ -68,7 +68,9 @@ class Camera:
             if self._stopped:
                 return "stopped"
             return "failed" if h.error is not None or self.stream.summary.error else "ended"
-        if self.view.link == "lost":
+        # The reader drops its source when a live stream is lost and holds a new one once it
+        # is restored (the stream_lost event itself only travels with the next frame).
+        if self.view.frames and self.stream.reader.source is None:
             return "reconnecting"
         return "running" if self.view.frames else "starting"
 

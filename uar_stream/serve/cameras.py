@@ -10,7 +10,9 @@
         events: out/door.jsonl           # optional
         record: out/door.mp4             # optional annotated recording
         enabled: true
-        routing: {tau_epistemic: 0.2}    # any analyzer section but model / engine
+        analyzer:                        # this camera's own analyzer sections (not model / engine)
+          routing: {tau_epistemic: 0.2}
+          source: {reconnect_attempts: 100}
 
 Validated on load like the other configs: every error is one line that names the camera
 (``cameras[1] (id door): ...``), the key and what is allowed.
@@ -54,7 +56,7 @@ _SERVE_RANGES = {"max_batch": (1, 1024), "batch_timeout_ms": (0.0, 1000.0), "jpe
 
 @dataclass
 class CameraConfig:
-    """One camera. ``overrides``: analyzer sections for this camera only (nested dict).
+    """One camera. ``overrides``: its ``analyzer:`` sections (a nested dict), on top of the base.
     ``loop``: a file starts again at its end; ``realtime``: a file is read at its own
     frame rate, newest frame wins, like a live camera (both ignored for live sources)."""
 
@@ -121,27 +123,36 @@ def parse_camera(raw: Any, config: ServeConfig, where: str | None = None) -> Cam
         label = f"{where} (id {cid})" if isinstance(cid, str) else where
     if not isinstance(cid, str) or not _ID.match(cid):
         raise ConfigError(f"{label}: id: {cid!r} is not allowed; allowed: 1-64 letters, digits, - and _")
-    known = {f.name for f in dataclasses.fields(CameraConfig)} - {"overrides"}
-    sections = set(AnalyzerConfig.__dataclass_fields__)
-    plain, overrides = {}, {}
-    for key, value in raw.items():
-        if key in known:
-            plain[key] = value
-        elif key in SHARED_SECTIONS:
-            raise ConfigError(f"{label}: {key}: cannot be set per camera (one engine serves every "
-                              "camera); set it at the top level")
-        elif key in sections:
-            overrides[key] = value
-        else:
-            own = ", ".join(sorted(sections - set(SHARED_SECTIONS)))
-            raise ConfigError(f"{label}: {key}: unknown key; allowed keys: {', '.join(sorted(known))}, "
-                              f"or an analyzer section ({own})")
-    cam = CameraConfig(**_camera_fields(plain, label), overrides=overrides)
+    known = [f.name for f in dataclasses.fields(CameraConfig) if f.name != "overrides"] + ["analyzer"]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{label}: {unknown[0]}: unknown key; allowed keys: {', '.join(known)}")
+    cam = CameraConfig(**_camera_fields(raw, label), overrides=_overrides(raw.get("analyzer"), label))
     try:
         config.analyzer_config(cam)
     except ConfigError as e:
         raise ConfigError(f"{label}: {e}") from None
     return cam
+
+
+def _overrides(raw: Any, label: str) -> dict:
+    """``analyzer:`` of a camera: analyzer sections (its own ``source:`` timeouts, ``events:``
+    policy, ``routing:`` thresholds, ...); not model / engine, which every camera shares."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: analyzer: expected a mapping of analyzer sections, got "
+                          f"{type(raw).__name__}")
+    sections = [s for s in AnalyzerConfig.__dataclass_fields__ if s not in SHARED_SECTIONS]
+    for key, value in raw.items():
+        if key in SHARED_SECTIONS:
+            raise ConfigError(f"{label}: analyzer.{key}: cannot be set per camera (one engine serves "
+                              "every camera); set it at the top level")
+        if key not in sections:
+            raise ConfigError(f"{label}: analyzer.{key}: unknown section; allowed: {', '.join(sections)}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{label}: analyzer.{key}: expected a mapping, got {type(value).__name__}")
+    return json.loads(json.dumps(raw))
 
 
 def _camera_fields(plain: dict, label: str) -> dict:

@@ -68,15 +68,18 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
-          on_ready: Callable[[MultiStream, int], None] | None = None) -> list[tuple[str, RunSummary]]:
-    """Serve until SIGINT/SIGTERM; returns each camera's (id, summary) after shutdown."""
+          on_ready: Callable[[MultiStream, int], None] | None = None,
+          streams: Callable[[ServeConfig], MultiStream] = MultiStream) -> list[tuple[str, RunSummary]]:
+    """Serve until SIGINT/SIGTERM; returns each camera's (id, summary) after shutdown.
+    ``streams``: what runs the cameras (default: in this process; ``--ray`` passes the
+    cluster's ClusterStream, which has MultiStream's interface)."""
     from uar_stream.serve.http import create_app  # fastapi: only when serving
 
     check_access(host, token)
     sock = bind(host, port)
     stopping = threading.Event()
     try:
-        ms = MultiStream(config)
+        ms = streams(config)
     except BaseException:
         sock.close()
         raise

@@ -60,7 +60,6 @@ class LiveView:
         self.frames = self.faces = 0
         self.routes = {r.value: 0 for r in Route}
         self.fps: float | None = None
-        self.link = "up"  # "lost" between stream_lost and stream_restored
         self._latest: StreamResult | None = None
         self._latency: deque[float] = deque(maxlen=latency_window)
         self._tracks: dict[int, TrackTimeline] = {}
@@ -141,11 +140,7 @@ class LiveView:
 
     def _on_event(self, ev: Event) -> None:
         f = ev.fields
-        if ev.kind == "stream_lost":
-            self.link = "lost"
-        elif ev.kind == "stream_restored":
-            self.link = "up"
-        elif ev.kind == "track_started":
+        if ev.kind == "track_started":
             self._tracks[f["track_id"]] = TrackTimeline(f["track_id"], [(f["t"], f["route"])])
             while len(self._tracks) > MAX_TRACKS:
                 self._tracks.pop(next(iter(self._tracks)))
