@@ -216,7 +216,12 @@ class RunSummary:
     frames: int = 0
     faces: int = 0
     routes: dict = field(default_factory=lambda: {r.value: 0 for r in Route})
+    #: Labels shown: one count per confident face-frame (only confident faces show a label).
     labels: dict = field(default_factory=dict)
+    #: Ambiguous face-frames by the two classes shown ("happiness | neutral", most probable first).
+    ambiguous_pairs: dict = field(default_factory=dict)
+    #: Rejected face-frames by reason (epistemic, pose, too_small, too_dark, blurred, ...).
+    rejected: dict = field(default_factory=dict)
     dropped_frames: int = 0
     seconds: float = 0.0
     interrupted: bool = False
@@ -238,13 +243,20 @@ class RunSummary:
         self.faces += len(result.faces)
         for r in result.faces:
             self.routes[r.route.value] += 1
-            if r.route is not Route.OUT_OF_DISTRIBUTION:
+            if r.route is Route.CONFIDENT:
                 self.labels[r.label] = self.labels.get(r.label, 0) + 1
+            elif r.route is Route.AMBIGUOUS:
+                pair = " | ".join(c for c, _ in r.top(2))
+                self.ambiguous_pairs[pair] = self.ambiguous_pairs.get(pair, 0) + 1
+            else:
+                why = r.reason or "epistemic"
+                self.rejected[why] = self.rejected.get(why, 0) + 1
 
     def to_dict(self) -> dict:
         """JSON-ready fields (the ``run_ended`` event's body and ``--summary-json``)."""
         d = {"source": self.source, "frames": self.frames, "faces": self.faces,
-             "routes": self.routes, "labels": self.labels, "fps": round(self.fps, 2),
+             "routes": self.routes, "labels": self.labels, "ambiguous_pairs": self.ambiguous_pairs,
+             "rejected": self.rejected, "fps": round(self.fps, 2),
              "dropped_frames": self.dropped_frames, "seconds": round(self.seconds, 2),
              "interrupted": self.interrupted, "latency_ms_p50": self.latency_ms_p50,
              "latency_ms_p95": self.latency_ms_p95, "reconnects": self.reconnects,
