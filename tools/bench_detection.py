@@ -92,10 +92,12 @@ def load_cases(truth_path: Path, media: Path) -> tuple[list, list]:
 def bench_mode(det: FaceDetector, pos: list, neg: list, iou: float) -> dict:
     """Recall by size, precision, false faces on negatives and ms per frame for one detector."""
     hits, sizes, false_pos, found_n, ms = [], [], 0, 0, []
+    by_res: dict[str, list[float]] = {}
     for _, img, boxes, sz in pos:
         t0 = time.perf_counter()
         faces = det.detect(img)
         ms.append((time.perf_counter() - t0) * 1000)
+        by_res.setdefault(_res_class(img), []).append(ms[-1])
         h, fp = match(boxes, np.array([f.box for f in faces], np.float64).reshape(-1, 4), iou)
         hits.append(h)
         sizes.append(sz)
@@ -119,7 +121,14 @@ def bench_mode(det: FaceDetector, pos: list, neg: list, iou: float) -> dict:
             "recall_24px_up": round(float(hits_a[big].mean()), 3), "recall_by_size": by_size,
             "precision": round((found_n - false_pos) / found_n, 3) if found_n else None,
             "false_on_positives": false_pos, "false_on_negatives": neg_false,
-            "negatives_with_faces": neg_where, "ms_per_frame_median": round(statistics.median(ms), 1)}
+            "negatives_with_faces": neg_where, "ms_per_frame_median": round(statistics.median(ms), 1),
+            "ms_median_by_frame_size": {k: round(statistics.median(v), 1) for k, v in sorted(by_res.items())}}
+
+
+def _res_class(img: np.ndarray) -> str:
+    """Frames grouped by their longer side, for the cost of each mode."""
+    side = max(img.shape[:2])
+    return "<=640px" if side <= 640 else ("641-1280px" if side <= 1280 else ">1280px")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = "  ".join(f"{k}px {h}/{n}" for k, (h, n) in r["recall_by_size"].items())
         print(f"{mode:9s} recall {r['recall']:.3f} (>=24px {r['recall_24px_up']:.3f}; {sizes})  "
               f"precision {r['precision']}  false faces on negatives {r['false_on_negatives']}  "
-              f"{r['ms_per_frame_median']} ms/frame")
+              f"ms/frame median {r['ms_per_frame_median']} "
+              f"({', '.join(f'{k} {v}' for k, v in r['ms_median_by_frame_size'].items())})")
     print(f"({len(pos)} images with {rows[a.modes[0]]['faces']} faces, {len(neg)} negative frames; "
           f"IoU >= {a.iou})")
     if a.json:

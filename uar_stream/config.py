@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -189,6 +190,8 @@ def _coerce_bool(key: str, value: Any, meta: Any, ftype: Any) -> bool:
 def _coerce_number(key: str, value: Any, meta: Any, ftype: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key}: {value!r} is not a number ({_type_name(ftype)})")
+    if not math.isfinite(value):  # NaN passes every range check: refuse it by name
+        raise ConfigError(f"{key}: {value!r} is not a finite number")
     if ftype is int and float(value) != int(value):
         raise ConfigError(f"{key}: {value!r} must be a whole number")
     value = ftype(value)

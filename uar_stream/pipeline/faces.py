@@ -132,7 +132,7 @@ class FaceDetector:
         tile = p.mode == "accurate" or max(h, w) >= p.tile_from_px or self._last_tiled > len(whole)
         if not tile or max(h, w) <= p.tile_px:
             return whole
-        cands += self._tiled(rgb)
+        cands += self._confirmed(rgb, self._tiled(rgb), whole)
         faces = self._finish(cands, w, h)
         self._last_tiled = len(faces)
         return faces
@@ -149,6 +149,33 @@ class FaceDetector:
                 cut = ((x0 > 0 and b[0] <= x0 + 1) or (y0 > 0 and b[1] <= y0 + 1)
                        or (x1 < w and b[2] >= x1 - 1) or (y1 < h and b[3] >= y1 - 1))
                 out.append((s, b, lm, bool(cut)))
+        return out
+
+    def _confirmed(self, rgb: np.ndarray, tiled: list, whole: list[DetectedFace]) -> list:
+        """Tile detections that a whole-frame pass did not find must be confirmed by the
+        short-range model on a crop 3x the box, upscaled to 256 px: small textures (a cartoon
+        logo in ``pyfeat_no_face.mp4``) pass the full-range model on a tile, not this check."""
+        h, w = rgb.shape[:2]
+        known = [np.array(f.box, np.float64) for f in whole]
+        out = []
+        for c in tiled:
+            b = c[1]
+            if c[0] < self.min_confidence:
+                continue
+            if any(_overlap(b, k) > self.plan.nms_iou or _inter_min(b, k) >= 0.7 for k in known):
+                out.append(c)
+                continue
+            cx, cy, half = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2, 1.5 * max(b[2] - b[0], b[3] - b[1])
+            x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+            x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
+            if min(x1 - x0, y1 - y0) < 8:
+                continue
+            k = 256.0 / max(x1 - x0, y1 - y0)
+            crop = cv2.resize(rgb[y0:y1, x0:x1], None, fx=k, fy=k, interpolation=cv2.INTER_LINEAR)
+            for s, bb, _ in self._graphs["short"].raw(crop):
+                if s >= 0.5 and _overlap(bb / k + np.array([x0, y0, x0, y0]), b) > 0.3:
+                    out.append(c)
+                    break
         return out
 
     def _finish(self, cands: list, w: int, h: int) -> list[DetectedFace]:

@@ -55,20 +55,32 @@ class FaceStages(Protocol):
         """Close the calling thread's detector (a stream thread calls this on exit)."""
 
 
-class _RateMeter:
-    """Frames analysed per second of wall time, over the last ``window_s`` seconds."""
+class RateMeter:
+    """Frames analysed per second of wall time: the frames of the last ``window_s`` seconds
+    over that window. Before a whole window has passed: frames after the first over the time
+    since the first, and None until ``min_span_s`` (a burst of batched frames a millisecond
+    apart is not thousands of fps)."""
 
-    def __init__(self, window_s: float = 1.0):
-        self.window_s = window_s
+    def __init__(self, window_s: float = 1.0, clock: Callable[[], float] = time.perf_counter,
+                 min_span_s: float = 0.25):
+        self.window_s, self.clock, self.min_span_s = window_s, clock, min_span_s
         self._times: deque[float] = deque()
+        self._first: float | None = None
 
     def tick(self) -> float | None:
-        now = time.perf_counter()
+        """Count one frame now; the rate to show with it."""
+        now = self.clock()
+        if self._first is None:
+            self._first = now
         self._times.append(now)
-        while len(self._times) > 2 and now - self._times[0] > self.window_s:
+        while now - self._times[0] >= self.window_s:
             self._times.popleft()
-        span = now - self._times[0]
-        return (len(self._times) - 1) / span if span > 0 else None
+        elapsed = now - self._first
+        if elapsed >= self.window_s:
+            return len(self._times) / self.window_s
+        if elapsed < self.min_span_s:
+            return None
+        return (len(self._times) - 1) / elapsed
 
 
 class FrameStream:
@@ -105,7 +117,7 @@ class FrameStream:
                                **(describe or {}))
         self.summary = RunSummary(source=self.source)
         self.latencies_ms: list[float] = []
-        self._rate = _RateMeter()
+        self._rate = RateMeter()
         self._pending: list[Event] = []
         self._raw: FrameBuffer | None = None
         self._ready: FrameBuffer | None = None

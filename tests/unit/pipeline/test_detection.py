@@ -1,0 +1,95 @@
+"""Detection modes on real media: a 50-face grid, the negative media, the committed ground truth."""
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from uar_stream import load_config
+from uar_stream.pipeline.faces import FaceDetector, nms, tile_grid
+
+from tests.support.paths import ROOT
+
+TRUTH = ROOT / "tests" / "data" / "face_boxes.json"
+NEGATIVES = ("dlib_dogs.jpg", "fer_no-faces.jpg", "faceapi_white.png", "pyfeat_free-mountain-vector-01.jpg")
+
+
+def _detector(mode):
+    return FaceDetector.from_config(load_config(None, {"detector.mode": mode}).detector)
+
+
+def _grid(media, rows=5, cols=10, cell=128):
+    """A face from a shared photo, cropped with some margin, repeated rows x cols."""
+    img = cv2.imread(str(media / "faceapi_happy.jpg"))
+    det = _detector("fast")
+    (x0, y0, x1, y1) = max(det.detect(img), key=lambda f: f.score).box
+    det.close()
+    cx, cy, half = (x0 + x1) // 2, (y0 + y1) // 2, int(0.8 * (x1 - x0))
+    tile = cv2.resize(img[max(0, cy - half):cy + half, max(0, cx - half):cx + half], (cell, cell))
+    return np.vstack([np.hstack([tile] * cols)] * rows)
+
+
+@pytest.mark.parametrize("mode", ["auto", "accurate"])
+def test_a_grid_of_50_faces_is_found(media, mode):
+    grid = _grid(media)
+    det = _detector(mode)
+    found = det.detect(grid)
+    det.close()
+    # one face per cell, at most one detection per cell
+    cells = {(int((f.box[0] + f.box[2]) / 2 // 128), int((f.box[1] + f.box[3]) / 2 // 128)) for f in found}
+    assert len(found) >= 45 and len(cells) == len(found)
+    assert load_config(None).detector.max_faces >= 50  # the Analyzer keeps them all
+
+
+def test_fast_mode_misses_the_grid_that_tiles_find(media):
+    # The cause of "50 faces give 0": the whole frame is shrunk to the model's 192 px input.
+    det = _detector("fast")
+    assert len(det.detect(_grid(media))) < 10
+    det.close()
+
+
+@pytest.mark.parametrize("mode", ["auto", "accurate"])
+def test_no_faces_on_the_negative_media(media, mode):
+    det = _detector(mode)
+    found = {n: len(det.detect(cv2.imread(str(media / n)))) for n in NEGATIVES}
+    cap = cv2.VideoCapture(str(media / "pyfeat_no_face.mp4"))
+    frames = 0
+    while True:
+        ok, im = cap.read()
+        if not ok:
+            break
+        found[f"pyfeat_no_face.mp4@{frames}"] = len(det.detect(im))
+        frames += 1
+    det.close()
+    assert frames >= 90 and {k: v for k, v in found.items() if v} == {}
+
+
+def test_tiles_cover_the_frame_with_overlap():
+    tiles = tile_grid(1920, 1080, 480, 0.3)
+    cover = np.zeros((1080, 1920), np.uint8)
+    for x0, y0, x1, y1 in tiles:
+        assert x1 - x0 == 480 and y1 - y0 == 480
+        cover[y0:y1, x0:x1] += 1
+    assert cover.min() >= 1 and max(t[2] for t in tiles) == 1920 and max(t[3] for t in tiles) == 1080
+    assert tile_grid(400, 300, 480, 0.3) == [(0, 0, 400, 300)]
+
+
+def test_nms_keeps_the_best_whole_detection_and_its_keypoints():
+    lm = [np.full((6, 2), v, np.float32) for v in range(3)]
+    face = np.array([100, 100, 200, 200], float)
+    cands = [(0.7, face, lm[0], False), (0.9, face + 3, lm[1], False),
+             (0.95, np.array([100, 100, 150, 200], float), lm[2], True),  # cut by a tile edge
+             (0.8, face + 300, lm[0], False)]
+    kept = nms(cands, 0.3)
+    assert [k[0] for k in kept] == [0.9, 0.8] and kept[0][2] is lm[1]
+
+
+def test_ground_truth_is_complete_and_sized():
+    doc = json.loads(TRUTH.read_text())
+    faces = [f for e in doc["images"] for f in e["faces"]]
+    assert len(faces) == doc["faces"] >= 150
+    for f in faces:
+        x0, y0, x1, y1 = f["box"]
+        assert x1 > x0 and y1 > y0 and f["size"] == round(math.sqrt((x1 - x0) * (y1 - y0)))
+    assert {n["media"] for n in doc["negatives"]} >= {"pyfeat_no_face.mp4", *NEGATIVES}
