@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import IO
@@ -10,6 +9,7 @@ from typing import IO
 from uar_stream.errors import SinkError
 from uar_stream.flow import RunSummary, StreamInfo, StreamResult
 from uar_stream.pipeline.sinks.events import EventLogSink
+from uar_stream.pipeline.sinks.files import write_whole
 from uar_stream.pipeline.sources import redact
 
 
@@ -80,10 +80,8 @@ class SummarySink:
         if self.show_text and summary.error is None:
             print(summary_text(summary, self.outputs, rotated), file=self.out or sys.stdout)
         if self.json_path is not None:
-            tmp = self.json_path.with_name(f".{self.json_path.name}.tmp")
             try:
-                tmp.write_text(json.dumps(d, indent=2))
-                os.replace(tmp, self.json_path)
+                write_whole(self.json_path, json.dumps(d, indent=2).encode())
             except OSError as e:
-                tmp.unlink(missing_ok=True)
                 raise SinkError(f"cannot write summary {self.json_path}: {e.strerror or e}") from None
+

@@ -1,7 +1,6 @@
 """The annotated video (or image) sink, and the writer under it."""
 from __future__ import annotations
 
-import os
 import struct
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 from uar_stream.errors import SinkError
 from uar_stream.flow import RunSummary, StreamInfo, StreamResult
 from uar_stream.pipeline.sinks.drawing import FrameDrawer
+from uar_stream.pipeline.sinks.files import disk_full, disk_problem, write_whole
 from uar_stream.pipeline.sources import IMAGE_SUFFIXES
 
 
@@ -105,43 +105,10 @@ class VideoWriter:
         ok, buf = cv2.imencode(self.path.suffix, img)
         if not ok:
             raise SinkError(f"cannot write image {self.path}: cannot encode {self.path.suffix}")
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:  # whole or not at all: a full disk leaves the old file, not half an image
-            with open(tmp, "wb") as f:
-                f.write(buf.tobytes())
-            os.replace(tmp, self.path)
+            write_whole(self.path, buf.tobytes())
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise SinkError(f"cannot write output {self.path}: {e.strerror or e}") from None
-
-
-def disk_full(folder: Path) -> bool:
-    """True when the file system of ``folder`` has no block left for this process."""
-    try:
-        st = os.statvfs(folder)
-    except OSError:
-        return False
-    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use reserved blocks
-    return free == 0
-
-
-def disk_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot take 64 KiB more (``No space left on device``, ``Read-only file
-    system``, ...), found by writing and removing a probe file; None when it can."""
-    probe = folder / f".uar-probe-{os.getpid()}"
-    try:
-        with open(probe, "wb") as f:
-            f.write(b"\0" * 65536)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        return e.strerror or str(e)
-    finally:
-        try:
-            probe.unlink()
-        except OSError:
-            pass
-    return None
 
 
 def video_problem(path: Path) -> str | None:
