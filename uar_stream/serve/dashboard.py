@@ -16,7 +16,7 @@ h1{font-size:18px;margin:0} #batch{color:#9a9}
 main{display:flex;gap:12px;padding:12px}
 #cams{flex:3;display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px}
 .cam{background:#1b1b1b;border-radius:6px;padding:8px}
-.cam img{width:100%;background:#000;border-radius:4px;min-height:120px}
+.cam img{width:100%;height:270px;object-fit:contain;background:#000;border-radius:4px}
 .cam .head{display:flex;justify-content:space-between;align-items:center;margin-bottom:6px}
 .state{padding:1px 6px;border-radius:3px;background:#333}
 .state.running{background:#264d26}.state.reconnecting{background:#6b4f00}.state.failed{background:#6b1a1a}
