@@ -51,7 +51,7 @@ class Analyzer:
                                               e.max_batch, e.threads)
         self.classes = tuple(self.manifest.classes)
         self.router = Router(config.routing.tau_epistemic, config.routing.tau_aleatoric)
-        self.overlay = Overlay(config.overlay)
+        self.overlay = Overlay(config.overlay, config.routing)
         self._local = threading.local()
         self._detectors: list[FaceDetector] = []
         self._engine_lock = threading.Lock()

@@ -22,7 +22,7 @@ def outputs_for(config: AnalyzerConfig, output: str | Path | None = None,
                 summary: bool = True, summary_json: str | Path | None = None) -> list[Sink]:
     """The sinks for these outputs, sharing one drawer. Each creates its file when the
     stream opens, so an unwritable output fails before any analysis (a one-line SinkError)."""
-    drawer = FrameDrawer(Overlay(config.overlay) if config.overlay.enabled else None)
+    drawer = FrameDrawer(Overlay(config.overlay, config.routing) if config.overlay.enabled else None)
     sinks: list[Sink] = []
     if output:
         sinks.append(AnnotatedVideoSink(output, drawer, config.output.codec))
