@@ -18,7 +18,9 @@ import numpy as np
 if "OPENCV_FFMPEG_LOGLEVEL" not in os.environ:
     os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET
 if "OPENCV_LOG_LEVEL" not in os.environ:
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    # silent: OpenCV's failures reach us as return values; its own lines (e.g. "Camera index
+    # out of range" for a missing webcam) would only sit beside our one-line error
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 from uar_stream.errors import InputError, SourceError
 from uar_stream.flow import Frame
@@ -237,6 +239,8 @@ def open_source(spec: str | int | Path, config=None) -> Source:
     None uses its defaults.
     """
     s = str(spec)
+    if not s.strip():
+        raise SourceError("empty source: give a video or image path, a webcam index or a stream URL")
     opts = {}
     if config is not None:
         opts = {"open_timeout_s": config.open_timeout_s, "read_timeout_s": config.read_timeout_s,
@@ -251,5 +255,13 @@ def open_source(spec: str | int | Path, config=None) -> Source:
     if path.is_dir():
         raise SourceError(f"source is a directory, not a video or image: {path}")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource(path)
+        try:
+            return ImageSource(path)
+        except SourceError as not_image:  # a video named .jpg: go by the content, as FFmpeg does
+            try:
+                video = VideoSource(str(path), live=False, **opts)
+            except SourceError:
+                raise not_image from None
+            log.warning("%s is a video, not an image (its name says image): read as a video", path)
+            return video
     return VideoSource(str(path), live=False, **opts)

@@ -50,3 +50,18 @@ def write_whole(path: Path, data: bytes) -> None:
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why a file cannot be created beside ``path`` now (``Read-only file system``,
+    ``Permission denied``...), found by creating and removing an empty probe; None when it
+    can. A device or pipe at ``path`` is written in place, so only it is checked."""
+    if path.exists() and not path.is_file():
+        return None if os.access(path, os.W_OK) else "Permission denied"
+    probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
+    try:
+        probe.open("wb").close()
+        probe.unlink()
+    except OSError as e:
+        return e.strerror or str(e)
+    return None

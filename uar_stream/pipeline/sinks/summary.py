@@ -9,7 +9,7 @@ from typing import IO
 from uar_stream.errors import SinkError
 from uar_stream.flow import RunSummary, StreamInfo, StreamResult
 from uar_stream.pipeline.sinks.events import EventLogSink
-from uar_stream.pipeline.sinks.files import write_whole
+from uar_stream.pipeline.sinks.files import folder_problem, write_whole
 from uar_stream.pipeline.sources import redact
 
 
@@ -57,13 +57,19 @@ class SummarySink:
         self.out = out
 
     def open(self, info: StreamInfo) -> None:
-        """Create the JSON file's folder, as the other outputs do."""
+        """Create the JSON file's folder, as the other outputs do, and check that a file can
+        be written there now (not only after the whole run)."""
         if self.json_path is not None:
             try:
                 self.json_path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise SinkError(f"cannot create output folder {self.json_path.parent}: "
-                                f"{e.strerror or e}") from None
+            except OSError as e:  # mkdir says "File exists" when a file is in the way
+                why = "Not a directory" if isinstance(e, FileExistsError) else e.strerror or e
+                raise SinkError(f"cannot create output folder {self.json_path.parent}: {why}") from None
+            if self.json_path.is_dir():
+                raise SinkError(f"cannot write summary {self.json_path}: Is a directory")
+            why = folder_problem(self.json_path)
+            if why:
+                raise SinkError(f"cannot write summary {self.json_path}: {why}")
 
     def write(self, result: StreamResult) -> None:
         """Nothing per frame: the stream counts for the summary."""
@@ -77,11 +83,11 @@ class SummarySink:
         rotated = self.events.log.rotated if self.events is not None and self.events.log else []
         if rotated:
             d["rotated"] = [str(p) for p in rotated]
-        if self.show_text and summary.error is None:
-            print(summary_text(summary, self.outputs, rotated), file=self.out or sys.stdout)
-        if self.json_path is not None:
+        if self.json_path is not None:  # first: "done" is printed only when everything is written
             try:
                 write_whole(self.json_path, json.dumps(d, indent=2).encode())
             except OSError as e:
                 raise SinkError(f"cannot write summary {self.json_path}: {e.strerror or e}") from None
+        if self.show_text and summary.error is None:
+            print(summary_text(summary, self.outputs, rotated), file=self.out or sys.stdout)
 
