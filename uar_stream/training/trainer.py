@@ -63,7 +63,11 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     # Member m trains with live.strength * live_strengths[m % len] (0: no live transforms).
-    live_strengths: tuple[float, ...] = (1.0, 0.6, 1.3, 0.8, 1.15)
+    # Strength scales both how often and how hard each transform fires. Pilot (one member,
+    # 6 epochs, PublicTest): strength 1.0 cost 3 accuracy points and 0.07 Spearman against
+    # the classic recipe, so the mixture stays at or below 0.8, with one member at 0 (its
+    # diversity is the weight average and the class balance only).
+    live_strengths: tuple[float, ...] = (0.5, 0.0, 0.8, 0.3, 0.65)
     # Member m weights faces by their vote mass on each class ** -balance[m % len] (0: off),
     # clipped to [1/balance_cap, balance_cap] per class.
     balance: tuple[float, ...] = (0.3, 0.5, 0.3, 0.15, 0.4)
@@ -265,6 +269,7 @@ def train_ensemble(train_path: str | Path, test_path: str | Path | None, out_dir
         raise ConfigError(f"train --work-dir: {work} was started with another config "
                           f"({work / 'config.json'}); use a new work dir or the same flags")
     (work / "config.json").write_text(cfg_text)
+
     def member_done(m: int, state: dict, info: dict) -> None:
         (work / f"member_{m:02d}" / "metrics.json").write_text(
             json.dumps({**info, **member_metrics(state, cfg.arch, cal, test, test_path, cfg.limit)}, indent=2))
@@ -277,6 +282,11 @@ def train_ensemble(train_path: str | Path, test_path: str | Path | None, out_dir
     temperature = fit_temperature(predict_logits(net, cal.images), cal.majority)
     log.info("temperature fitted on %d held-out train faces: %.3f", len(cal), temperature)
     metrics = split_metrics(lambda images: predict_logits(net, images), test, test_path, temperature, cfg.limit)
+    if metrics:  # the rare-class targets are recalls of the ensemble's mean prediction
+        keep = test.subset(np.flatnonzero(test.votes.argmax(1) < 8))
+        keep = keep.subset(np.arange(min(len(keep), 512))) if cfg.limit else keep
+        mean = softmax(predict_logits(net, keep.images) / temperature, axis=-1).mean(1)
+        metrics["ensemble"]["recall"] = per_class_recall(np.log(mean), keep.votes)
     man = write_model_dir(
         out_dir, states, backbone="cnn", arch=cfg.arch.to_dict(), temperature=temperature,
         metrics=metrics,
