@@ -51,6 +51,20 @@ class DetectorConfig:
 
 
 @dataclass
+class QualityConfig:
+    """``quality:``: face quality gates (pipeline/quality.py); a face outside a limit is routed
+    out_of_distribution with reason pose, too_small, too_dark or blurred."""
+
+    enabled: bool = True
+    max_yaw_deg: float = _opt(50.0, lo=0.0, hi=90.0)  # head turned left/right (from keypoints)
+    max_pitch_deg: float = _opt(40.0, lo=0.0, hi=90.0)  # head tilted up/down
+    max_roll_deg: float = _opt(50.0, lo=0.0, hi=180.0)  # in-plane tilt (alignment removes some)
+    min_face_px: float = _opt(24.0, lo=0.0, hi=4096.0)  # face width (or 2.5 eye distances)
+    min_brightness: float = _opt(30.0, lo=0.0, hi=255.0)  # mean gray of the aligned 48x48 crop
+    min_sharpness: float = _opt(60.0, lo=0.0, hi=100000.0)  # Laplacian variance of the crop
+
+
+@dataclass
 class EngineConfig:
     """``engine:``: the inference backend (see :func:`uar_stream.backends.create_engine`)."""
 
@@ -153,6 +167,7 @@ class AnalyzerConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)

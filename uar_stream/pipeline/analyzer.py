@@ -20,6 +20,7 @@ from uar_stream.model.preprocess import INPUT_SIZE, prepare_batch
 from uar_stream.model.store import model_id, read_manifest
 from uar_stream.pipeline.faces import FaceDetector, align_face, to_bgr
 from uar_stream.pipeline.overlay import Overlay
+from uar_stream.pipeline.quality import QualityGates
 from uar_stream.pipeline.routing import Router
 from uar_stream.pipeline.sources import as_image, warn_detection_limits
 from uar_stream.pipeline.stream import FrameStream, StreamHandle
@@ -52,6 +53,7 @@ class Analyzer:
         self.classes = tuple(self.manifest.classes)
         self.router = Router(config.routing.tau_epistemic, config.routing.tau_aleatoric)
         self.overlay = Overlay(config.overlay, config.routing)
+        self.quality = QualityGates(config.quality)
         self._local = threading.local()
         self._detectors: list[FaceDetector] = []
         self._engine_lock = threading.Lock()
@@ -115,12 +117,13 @@ class Analyzer:
                 k = int(np.argmax(probs))
                 aleatoric, epistemic = float(out.aleatoric[i]), float(out.epistemic[i])
                 route = self.router.route(aleatoric, epistemic)
+                why = "epistemic" if route is Route.OUT_OF_DISTRIBUTION else None
+                route, why = self.quality.gate(f, b.crops[len(frame_res)], route, why)
                 frame_res.append(FaceResult(
                     box=f.box, landmarks=f.landmarks, detection_score=f.score, probs=probs,
                     label=self.classes[k], confidence=float(probs[k]), aleatoric=aleatoric,
                     epistemic=epistemic, total=float(out.total[i]),
-                    route=route, classes=self.classes,
-                    reason="epistemic" if route is Route.OUT_OF_DISTRIBUTION else None))
+                    route=route, classes=self.classes, reason=why))
                 i += 1
             results.append(frame_res)
         return results
