@@ -20,6 +20,10 @@ def register(sub) -> dict:
     p.add_argument("--token", default=None,
                    help="require this token (Authorization: Bearer TOKEN or ?token=TOKEN); "
                         "default: the UAR_STREAM_TOKEN environment variable")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run the cameras and the engine on a Ray cluster: auto (a running cluster), "
+                        "local (start one here) or a Ray address; needs the [ray] extra "
+                        "(docs/cluster.md). Without it, everything runs in this process")
     return {"serve": _cmd_serve}
 
 
@@ -30,14 +34,29 @@ def _cmd_serve(a) -> int:
 
     token = a.token or os.environ.get("UAR_STREAM_TOKEN") or None
     check_access(a.host, token)  # before loading anything
-    cfg = load_serve_config(a.config)
+    streams = {}
+    if a.ray is None:
+        cfg = load_serve_config(a.config)
+    else:  # the cluster mode: only this branch imports uar_stream.cluster (and Ray)
+        cfg, streams["streams"] = _cluster(a.config, a.ray)
 
     def ready(ms, port: int) -> None:
         host = f"[{a.host}]" if ":" in a.host else a.host
         print(f"uar-stream serve: {len(ms.cameras())} cameras, dashboard at http://{host}:{port}/",
               file=sys.stderr, flush=True)
 
-    summaries = serve(cfg, a.host, a.port, token, on_ready=ready)
+    summaries = serve(cfg, a.host, a.port, token, on_ready=ready, **streams)
     for cid, s in summaries:
         print(f"[{cid}] " + summary_text(s).replace("\n", f"\n[{cid}] "))
     return 0
+
+
+def _cluster(path: str, address: str):
+    """(serve config, a factory of the ClusterStream) for ``--ray ADDRESS``."""
+    from uar_stream.cluster import load_cluster_config, require_ray
+
+    require_ray()
+    from uar_stream.cluster.service import ClusterStream
+
+    cfg, options = load_cluster_config(path)
+    return cfg, lambda config: ClusterStream(config, options, address)
