@@ -77,9 +77,11 @@ def as_image(frame) -> np.ndarray:
     if frame.dtype == np.uint16:
         return (frame // 257).astype(np.uint8)
     if frame.dtype.kind == "f":
-        if not np.isfinite(frame).all() or frame.min() < 0.0 or frame.max() > 1.0:
+        if not np.isfinite(frame).all():
+            raise InputError("a float image must hold finite values in 0..1 (got NaN or inf)")
+        if frame.min() < 0.0 or frame.max() > 1.0:
             raise InputError("a float image must hold finite values in 0..1 (got "
-                             f"{float(np.nanmin(frame)):g}..{float(np.nanmax(frame)):g})")
+                             f"{float(frame.min()):g}..{float(frame.max()):g})")
         return np.round(frame * 255.0).astype(np.uint8)
     raise InputError(f"expected an image as {_IMAGE_EXPECTED}; got dtype {frame.dtype}")
 
@@ -132,8 +134,14 @@ class ImageSource(Source):
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise SourceError(f"cannot read image {path}: not a supported image file")
-        if img.dtype != np.uint8:  # 16-bit PNG/TIFF
-            img = (img / 257).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
+        if img.dtype.kind == "f":  # float TIFF/EXR: 0..1 or 0..255, clipped (HDR has no true range)
+            img = np.nan_to_num(img, nan=0.0, posinf=255.0, neginf=0.0)
+            img = img * 255.0 if img.max() <= 1.0 else img
+            img = np.clip(img, 0, 255).astype(np.uint8)
+        elif img.dtype == np.uint16:  # 16-bit PNG/TIFF
+            img = (img // 257).astype(np.uint8)
+        elif img.dtype != np.uint8:
+            img = np.clip(img, 0, 255).astype(np.uint8)
         self._img: np.ndarray | None = img
         self.frame_count, self.fps = 1, 1.0
         self.size = (img.shape[1], img.shape[0])
