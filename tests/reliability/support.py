@@ -76,7 +76,8 @@ def check_answer(case: str, ans: Answer, code: int, message: str | None, cmd: st
         return
     assert len(errors) == 1 and ans.message == errors[0], ans.stderr
     if code == 2:
-        assert ans.message.startswith(ERROR_PREFIX.format(cmd=cmd)), ans.message
+        prefix = ERROR_PREFIX.format(cmd=cmd) if cmd else "uar-stream: error: "
+        assert ans.message.startswith(prefix), ans.message
     if message is not None:
         assert re.search(message, ans.message), (message, ans.message)
 
