@@ -154,6 +154,10 @@ class TrackingConfig:
     #: A track gets an id (and track_started) after this many consecutive frames; until then
     #: its faces are shown without an id, and a face seen once never becomes a track.
     min_hits: int = _opt(3, lo=1, hi=300)
+    #: Streams: a whole-frame detection every k frames, only around the followed faces in
+    #: between; re-classify a face that stayed in place every m frames (1 = every frame).
+    detect_every: int = _opt(1, lo=1, hi=300)
+    classify_every: int = _opt(1, lo=1, hi=300)
     max_age: int = _opt(15, lo=1, hi=10000)  # frames a lost track is kept before it ends
     min_iou: float = _opt(0.2, lo=0.0, hi=1.0)  # least IoU (with the predicted box) to keep an id
     #: A frame this different from the last (mean abs difference of contrast-normalised

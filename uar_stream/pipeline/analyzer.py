@@ -85,13 +85,14 @@ class Analyzer:
                 pass
             det.close()
 
-    def detect(self, frame: np.ndarray) -> FaceBatch:
+    def detect(self, frame: np.ndarray, near=None) -> FaceBatch:
         """Detect and align every face of a frame (gray, BGR or BGRA; uint8, uint16 or float
         in 0..1). Anything else raises :class:`~uar_stream.errors.InputError`. Never silently
         empty: a frame too small for any face, or more faces than ``detector.max_faces`` (the
-        best-scored are kept), logs a warning (once per Analyzer and kind)."""
+        best-scored are kept), logs a warning (once per Analyzer and kind). ``near``: boxes
+        of followed faces: search only around them (streams between whole-frame passes)."""
         bgr = to_bgr(as_image(frame))
-        faces = self.thread_detector().detect(bgr)
+        faces = self.thread_detector().detect(bgr, near)
         warn_detection_limits(bgr.shape, len(faces), self.config.detector, self._warned)
         faces = sorted(faces, key=lambda f: -f.score)[: self.config.detector.max_faces]
         if not faces:
@@ -164,7 +165,9 @@ class Analyzer:
         src_cfg = config or self.config.source
         use_tracking = self.config.tracking.enabled if tracking is None else tracking
         s = FrameStream(self, source, src_cfg, tracker=self.new_tracker() if use_tracking else None,
-                        sinks=sinks, describe=self.describe(), pipelined=pipelined)
+                        sinks=sinks, describe=self.describe(), pipelined=pipelined,
+                        detect_every=self.config.tracking.detect_every,
+                        classify_every=self.config.tracking.classify_every)
         with self._streams_lock:
             self._streams.add(s)
         return s if on_result is None else StreamHandle(s, on_result, on_events)

@@ -119,10 +119,14 @@ class FaceDetector:
                             cfg.nms_iou)
         return cls(cfg.model, cfg.min_confidence, cfg.min_face_px, plan)
 
-    def detect(self, frame_bgr: np.ndarray) -> list[DetectedFace]:
-        """Every face in a BGR frame above the configured confidence and size, best first."""
+    def detect(self, frame_bgr: np.ndarray, near=None) -> list[DetectedFace]:
+        """Every face in a BGR frame above the configured confidence and size, best first.
+        ``near``: boxes (xyxy) of faces followed from an earlier frame; then only the regions
+        around them are searched (:meth:`detect_near`), not the whole frame."""
         h, w = frame_bgr.shape[:2]
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        if near is not None and len(near):
+            return self.detect_near(rgb, near)
         p = self.plan
         if p.mode == "fast":
             cands = [(s, b, lm, False) for s, b, lm in self._graphs[p.model].raw(rgb)]
@@ -136,6 +140,29 @@ class FaceDetector:
         faces = self._finish(cands, w, h)
         self._last_tiled = len(faces)
         return faces
+
+    def detect_near(self, rgb: np.ndarray, boxes) -> list[DetectedFace]:
+        """Faces in the regions around ``boxes`` (each 3x its box, at most 256 px for the
+        model): the short-range model sees each face large, whatever its size in the frame.
+        A face far from every box is not found here (the next whole-frame pass finds it)."""
+        h, w = rgb.shape[:2]
+        cands = []
+        for b in np.asarray(boxes, np.float64).reshape(-1, 4):
+            cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+            half = 1.5 * max(b[2] - b[0], b[3] - b[1])
+            x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+            x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
+            if min(x1 - x0, y1 - y0) < 8:
+                continue
+            k = min(1.0, 256.0 / max(x1 - x0, y1 - y0))
+            crop = rgb[y0:y1, x0:x1]
+            if k < 1.0:
+                crop = cv2.resize(crop, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+            for s, bb, lm in self._graphs["short" if "short" in self._graphs else "full"].raw(
+                    np.ascontiguousarray(crop)):
+                cands.append((s, bb / k + np.array([x0, y0, x0, y0]),
+                              (lm / k + np.array([x0, y0], np.float32)).astype(np.float32), False))
+        return self._finish(cands, w, h)
 
     def _tiled(self, rgb: np.ndarray) -> list:
         """Full-range detections on overlapping tiles, in frame pixels; a box that touches

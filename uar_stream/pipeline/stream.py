@@ -35,6 +35,7 @@ from uar_stream.pipeline.capture import (
     capture_loop,
     resolve_policy,
 )
+from uar_stream.pipeline.schedule import ClassifySchedule, DetectSchedule
 from uar_stream.pipeline.sources import redact
 from uar_stream.pipeline.tracking import FaceTracker
 
@@ -42,8 +43,10 @@ from uar_stream.pipeline.tracking import FaceTracker
 class FaceStages(Protocol):
     """What a stream needs from the analysis stages."""
 
-    def detect(self, frame: np.ndarray) -> FaceBatch:
-        """Detect and align the faces of one frame (on the calling thread's detector)."""
+    def detect(self, frame: np.ndarray, near=None) -> FaceBatch:
+        """Detect and align the faces of one frame (on the calling thread's detector);
+        ``near``: boxes to search around instead of the whole frame (only passed when the
+        stream's ``detect_every`` is above 1)."""
 
     def classify(self, batches: list[FaceBatch]) -> list[list[FaceResult]]:
         """One engine call over the faces of several frames; routed results per frame."""
@@ -96,8 +99,11 @@ class FrameStream:
     def __init__(self, stages: FaceStages, source, config: SourceConfig, *,
                  tracker: FaceTracker | None = None, sinks: Sequence[Sink] = (),
                  describe: dict | None = None, pipelined: bool | None = None,
-                 opener: Callable | None = None):
+                 opener: Callable | None = None, detect_every: int = 1, classify_every: int = 1):
         self.stages = stages
+        # detect_every / classify_every: see pipeline/schedule.py (1 = every frame in full)
+        self._detect_plan = DetectSchedule(detect_every)
+        self.classify_plan = ClassifySchedule(classify_every)
         self.config = config
         self.pipelined = config.pipelined if pipelined is None else pipelined
         self._stop = threading.Event()
@@ -259,7 +265,7 @@ class FrameStream:
                 if not ok:
                     continue
                 if isinstance(item, Frame):
-                    if not self._ready.put((item, self.stages.detect(item.image))):
+                    if not self._ready.put((item, self._detect(item.image))):
                         break
                     continue
                 self._ready.put(item, is_frame=False)
@@ -277,7 +283,7 @@ class FrameStream:
             if item is None:
                 return [EndOfStream()]
             if isinstance(item, Frame):
-                return [(item, self.stages.detect(item.image))]
+                return [(item, self._detect(item.image))]
             return [item]
         assert self._ready is not None
         ok, item = self._ready.get(0.1)
@@ -285,8 +291,15 @@ class FrameStream:
             return []
         return [item] + self._ready.get_ready(self.config.batch_frames - 1)
 
+    def _detect(self, image: np.ndarray) -> FaceBatch:
+        """Whole-frame detection, or only around the followed faces (``detect_every``)."""
+        near = self._detect_plan.regions()
+        batch = self.stages.detect(image) if near is None else self.stages.detect(image, near)
+        self._detect_plan.done(batch, near is None)
+        return batch
+
     def _classify(self, frames: list[tuple[Frame, FaceBatch]]) -> Iterator[StreamResult]:
-        all_faces = self.stages.classify([b for _, b in frames])
+        all_faces = self.classify_plan.classify(self.stages.classify, [b for _, b in frames])
         for (frame, _), faces in zip(frames, all_faces, strict=True):
             events, self._pending = self._pending, []
             if self.tracker is not None:

@@ -1,0 +1,169 @@
+"""What detecting every k frames and re-classifying every m frames cost and give.
+
+Per video and (k, m): fps of the stream (frames over the wall time from the first result to
+the last, tracking on, one thread), the share of every-frame faces still found (IoU >= 0.5),
+and the share of face-frames whose *shown* result (route, and the label when confident)
+equals every-frame analysis (k = m = 1) - all measured side by side in one run. Then how many
+30-fps single-face streams the machine keeps up with: N streams of one looped clip at once
+(one thread each, one Analyzer), for N = 1, 2, ...: the slowest stream's fps.
+
+    python tools/bench_schedule.py [--videos lp_driving_d3.mp4 facenet_video.mp4]
+        [--km 1,1 2,2 3,3 5,5] [--streams-clip pyfeat_single_face.mp4] [--max-streams 6]
+        [--mode auto] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from uar_stream import Analyzer, load_config
+from uar_stream.flow import Route
+from uar_stream.pipeline.tracking import iou_matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT.parent / "shared" / "media"
+
+
+def shown(f) -> tuple:
+    """What a viewer reads for a face: the route, and the label when one is shown."""
+    return (f.route.value, f.label if f.route is Route.CONFIDENT else None)
+
+
+def run_stream(an: Analyzer, path: Path) -> tuple[list, float]:
+    """Per frame (boxes, shown results); fps from the first result to the last."""
+    frames, t_first = [], None
+    with an.stream(str(path), pipelined=False, tracking=True) as st:
+        for r in st:
+            t_first = t_first or time.perf_counter()
+            frames.append((np.array([f.box for f in r.faces], float).reshape(-1, 4),
+                           [shown(f) for f in r.faces]))
+    dt = time.perf_counter() - t_first
+    return frames, (len(frames) - 1) / dt if dt > 0 else 0.0
+
+
+def agreement(ref: list, got: list) -> tuple[float, float]:
+    """(share of reference faces found, share of found ones showing the same result)."""
+    found = same = total = 0
+    for (rb, rs), (gb, gs) in zip(ref, got, strict=True):
+        total += len(rb)
+        if not len(rb) or not len(gb):
+            continue
+        m = iou_matrix(rb, gb)
+        for i in range(len(rb)):
+            j = int(np.argmax(m[i]))
+            if m[i, j] >= 0.5:
+                found += 1
+                same += rs[i] == gs[j]
+    return found / max(total, 1), same / max(found, 1)
+
+
+def looped(path: Path, times: int, tmp: Path) -> Path:
+    """The clip repeated ``times`` times (a longer file, so N streams overlap in time)."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, im = cap.read()
+        if not ok:
+            break
+        frames.append(im)
+    out = tmp / f"loop_{path.stem}.avi"
+    h, w = frames[0].shape[:2]
+    wr = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
+    for _ in range(times):
+        for im in frames:
+            wr.write(im)
+    wr.release()
+    return out
+
+
+def concurrent_fps(an: Analyzer, clip: Path, n: int) -> float:
+    """The slowest of n streams of ``clip`` run at once."""
+    rates = []
+
+    def one():
+        rates.append(run_stream(an, clip)[1])
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return min(rates)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the k/m table, then the concurrent-stream capacity, before (1,1) and after."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", nargs="+", default=["lp_driving_d3.mp4", "facenet_video.mp4"])
+    ap.add_argument("--km", nargs="+", default=["1,1", "2,2", "3,3", "5,5"])
+    ap.add_argument("--media", type=Path, default=MEDIA)
+    ap.add_argument("--mode", default="auto")
+    ap.add_argument("--streams-clip", default="pyfeat_single_face.mp4")
+    ap.add_argument("--streams-km", nargs="+", default=["1,1", "3,3"])
+    ap.add_argument("--max-streams", type=int, default=6)
+    ap.add_argument("--fast-before", action="store_true", help="also the old default (fast mode) as 'before'")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    rows = {"km": km_table(a), "streams": capacity(a)}
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def km_table(a) -> dict:
+    """fps, faces found and shown-result agreement per video and (k, m)."""
+    rows = {}
+    for name in a.videos:
+        ref = None
+        for km in a.km:
+            k, m = (int(v) for v in km.split(","))
+            cfg = load_config(None, {"detector.mode": a.mode, "tracking.detect_every": k,
+                                     "tracking.classify_every": m})
+            with Analyzer(cfg) as an:
+                frames, fps = run_stream(an, a.media / name)
+            ref = ref or frames
+            found, same = agreement(ref, frames)
+            rows[f"{name} k={k} m={m}"] = {"fps": round(fps, 1), "found": round(found, 3),
+                                            "same_shown": round(same, 3)}
+            print(f"{name:22s} k={k} m={m}: {fps:6.1f} fps  faces found {found:.1%}  "
+                  f"shown result as every-frame {same:.1%}")
+    return rows
+
+
+def capacity(a) -> dict:
+    """The slowest stream's fps with N concurrent streams, per variant, until below 30."""
+    rows = {}
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        clip = looped(a.media / a.streams_clip, 4, tmp)
+        variants = [("fast", "1,1")] if a.fast_before else []
+        variants += [(a.mode, km) for km in a.streams_km]
+        for mode, km in variants:
+            k, m = (int(v) for v in km.split(","))
+            cfg = load_config(None, {"detector.mode": mode, "tracking.detect_every": k,
+                                     "tracking.classify_every": m})
+            with Analyzer(cfg) as an:
+                keep = 0
+                for n in range(1, a.max_streams + 1):
+                    slowest = concurrent_fps(an, clip, n)
+                    rows[f"{mode} k={k} m={m} n={n}"] = round(slowest, 1)
+                    print(f"{mode} k={k} m={m}: {n} streams at once, slowest {slowest:.1f} fps")
+                    if slowest < 30:
+                        break
+                    keep = n
+            print(f"  -> {keep} real-time 30-fps streams ({mode}, k={k}, m={m})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
