@@ -190,6 +190,9 @@ def test_bad_added_cameras_are_one_line_errors(service):
     err = json.loads(body)["error"]
     assert status == 400 and err.startswith("camera y: cannot open stream rtsp://***@127.0.0.1:")
     assert "hunter2" not in err and "\n" not in err
+    status, _, body = service.request("/api/streams", method="POST",
+                                      body={"id": "w", "source": "rtsp://h/x", "events": "/tmp/x.jsonl"})
+    assert status == 400 and json.loads(body)["error"].startswith("events: cannot be set over HTTP")
     dup = {"id": "clip", "source": "rtsp://h/x"}
     assert service.request("/api/streams", method="POST", body=dup)[0] == 409
     assert service.request("/api/streams/nope", method="DELETE")[0] == 404

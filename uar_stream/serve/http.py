@@ -27,6 +27,8 @@ from uar_stream.serve.multistream import CameraError, MultiStream
 
 _NO_STORE = {"Cache-Control": "no-store"}
 BOUNDARY = "frame"
+#: Camera keys that name files the server writes: only CAMERAS.yaml may set them.
+SERVER_FILES = ("record", "events")
 
 
 def _token_check(token: str | None):
@@ -100,6 +102,12 @@ def _add_cameras(app: FastAPI, ms: MultiStream) -> None:
             body = await request.json()
         except ValueError:
             raise HTTPException(400, "the body must be a JSON object {id, source, ...}") from None
+        if not isinstance(body, dict):
+            raise HTTPException(400, "the body must be a JSON object {id, source, ...}")
+        for key in SERVER_FILES:  # a client must not choose where the server writes files
+            if body.get(key) is not None:
+                raise HTTPException(400, f"{key}: cannot be set over HTTP (the server writes it); "
+                                         "set it in CAMERAS.yaml")
         try:  # opening a stream blocks up to its open timeout: not on the event loop
             cam = await run_in_threadpool(ms.add, body)
         except CameraError as e:
