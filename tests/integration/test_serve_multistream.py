@@ -159,3 +159,18 @@ def test_rtsp_camera_killed_reconnects_another_fails_alone_the_file_keeps_runnin
     assert door_ev[-1] == "run_ended"
     frag = _events(tmp_path / "fragile.jsonl")
     assert frag[-1]["event"] == "run_ended" and "not restored" in frag[-1]["error"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a disk that is always full)")
+def test_a_camera_whose_disk_is_full_fails_alone(tmp_path, media, model_dir):
+    cfg = load_serve_config({"model": {"path": str(model_dir)}, "cameras": [
+        {"id": "full", "source": str(media / SHORT), "events": "/dev/full"},
+        {"id": "ok", "source": str(media / CLIP), "loop": True, "realtime": True}]})
+    with MultiStream(cfg) as ms:
+        full, ok = ms.get("full"), ms.get("ok")
+        _wait_for(lambda: full.state == "failed", 30, lambda: f"full camera: {full.status()}")
+        assert "No space left on device" in full.error and "\n" not in full.error
+        frames = ok.view.frames
+        _wait_for(lambda: ok.view.frames > frames + 10, 20, "the other camera stopped")
+        assert ok.state == "running"
+        assert ms.get("full").status()["state"] == "failed"
