@@ -174,3 +174,21 @@ def test_a_camera_whose_disk_is_full_fails_alone(tmp_path, media, model_dir):
         _wait_for(lambda: ok.view.frames > frames + 10, 20, "the other camera stopped")
         assert ok.state == "running"
         assert ms.get("full").status()["state"] == "failed"
+
+
+def test_a_looped_file_keeps_its_clock_and_a_realtime_one_keeps_its_pace(media):
+    from uar_stream.config import SourceConfig
+    from uar_stream.serve.sources import PacedLoopSource
+
+    src = PacedLoopSource(str(media / SHORT), SourceConfig(), loop=True, realtime=False)
+    ts = [src.read().timestamp_s for _ in range(100)]  # 72 frames: one loop and a bit
+    src.close()
+    assert all(b > a for a, b in zip(ts[:-1], ts[1:], strict=True))
+    assert src.frame_count == 0 and not src.is_live
+    paced = PacedLoopSource(str(media / SHORT), SourceConfig(), loop=False, realtime=True)
+    t0 = time.perf_counter()
+    for _ in range(16):
+        paced.read()
+    took = time.perf_counter() - t0
+    paced.close()
+    assert paced.is_live and took >= 15 / paced.fps * 0.95  # no faster than the clip's frame rate
