@@ -15,11 +15,16 @@ from uar_stream.pipeline.analyzer import Analyzer
 
 class StopOnSignal:
     """Ctrl-C / SIGTERM call ``on_stop`` once (the loop finishes the frame and finalises the
-    outputs); a second Ctrl-C gives up at once (KeyboardInterrupt). Only on the main thread."""
+    outputs); a second one gives up the loop at once (KeyboardInterrupt), but never while
+    ``finalising()`` is true: an interrupted finalisation would leave the video without its
+    index and the log without run_ended, so signals then are counted, and only a third one
+    during it raises. Only on the main thread."""
 
-    def __init__(self, on_stop: Callable[[], None]) -> None:
+    def __init__(self, on_stop: Callable[[], None],
+                 finalising: Callable[[], bool] = lambda: False) -> None:
         self.stopped = False
-        self._on_stop = on_stop
+        self._on_stop, self._finalising = on_stop, finalising
+        self._late = 0  # signals received while finalising
         self._old: dict = {}
 
     def __enter__(self) -> StopOnSignal:
@@ -30,6 +35,10 @@ class StopOnSignal:
 
     def _handle(self, signum, _frame) -> None:
         if self.stopped:
+            if self._finalising():
+                self._late += 1
+                if self._late < 2:
+                    return
             raise KeyboardInterrupt
         self.stopped = True
         self._on_stop()
@@ -50,20 +59,21 @@ def run(analyzer: Analyzer, source: str | int | Path, sinks: Sequence[Sink] = ()
     bar = tqdm(total=stream.frame_count or None, unit="frame", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     error: BaseException | None = None
-    try:
-        with StopOnSignal(stream.interrupt):
+    # the handler stays for the finalisation too, so a late Ctrl-C cannot cut it short
+    with StopOnSignal(stream.interrupt, finalising=lambda: stream.closing):
+        try:
             for _ in stream:
                 bar.update(1)
                 if max_frames and stream.frames >= max_frames:
                     break
-    except BaseException as e:  # noqa: BLE001 - outputs are finalised first, then it is raised
-        error = e
-    finally:
-        bar.close()
-    try:
-        stream.close(error=error)
-    except Exception as e:  # noqa: BLE001 - a sink could not be finalised
-        error = error or e
+        except BaseException as e:  # noqa: BLE001 - outputs are finalised first, then it is raised
+            error = e
+        finally:
+            bar.close()
+        try:
+            stream.close(error=error)
+        except Exception as e:  # noqa: BLE001 - a sink could not be finalised
+            error = error or e
     if error is not None and not isinstance(error, KeyboardInterrupt):
         raise error
     return stream.summary

@@ -139,6 +139,11 @@ class FrameStream:
         return self.summary.frames
 
     @property
+    def closing(self) -> bool:
+        """True once ``close()`` has begun: the outputs are being (or have been) finalised."""
+        return self._closed
+
+    @property
     def dropped(self) -> int:
         """Frames read from the source but never analysed (live buffer policies)."""
         return sum(b.dropped for b in (self._raw, self._ready) if b is not None)
