@@ -3,6 +3,7 @@ threads (a :class:`~uar_stream.pipeline.stream.FrameStream` run by a StreamHandl
 the engine call goes through the shared batcher. A camera that fails ends alone."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable
 
@@ -31,6 +32,11 @@ class Camera:
                  engine_info: tuple[str, int, int], events: Hub,
                  on_result: Callable[[str, StreamResult], None], jpeg_quality: int = 80):
         self.config, self.id = config, config.id
+        if config.realtime and not config.is_live and analyzer_config.source.buffer_policy == "auto":
+            # a paced file stands in for a camera: the newest frame wins, as for live sources
+            analyzer_config = dataclasses.replace(
+                analyzer_config, source=dataclasses.replace(analyzer_config.source,
+                                                            buffer_policy="newest_only"))
         self.source = redact(config.source)
         self._batcher = batcher
         name, members, classes = engine_info

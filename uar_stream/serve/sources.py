@@ -15,15 +15,16 @@ from uar_stream.pipeline.sources import Source, open_source
 
 class PacedLoopSource(Source):
     """A file read again from the start at its end (``loop``) and/or no faster than its
-    frame rate (``realtime``: then it is live, so the newest frame wins). Timestamps keep
-    increasing across loops."""
+    frame rate (``realtime``; the camera then reads it with the ``newest_only`` buffer
+    policy, like a live camera). It stays a file (not live): an unlooped one ends at its end
+    instead of being "reconnected". Timestamps keep increasing across loops."""
 
     def __init__(self, spec: str, config: SourceConfig, loop: bool, realtime: bool):
         self.spec, self._config, self.loop, self.realtime = spec, config, loop, realtime
         self._src = open_source(spec, config)
         self.fps, self.size = self._src.fps, self._src.size
         self.frame_count = 0 if loop else self._src.frame_count
-        self.is_live = realtime
+        self.is_live = False
         self._offset_s = 0.0  # clip time before this loop
         self._last_ts = 0.0
         self._t0: float | None = None
