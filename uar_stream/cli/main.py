@@ -48,7 +48,7 @@ def _setup_logging(cmd: str, verbose: bool) -> None:
     quiet.set_verbose(verbose)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for h in logging.getLogger().handlers:  # every log line, ours or a library's, redacted
-        h.addFilter(_redact_record)
+        h.addFilter(redact_log_record)
     logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
     if verbose:
         level = logging.DEBUG
@@ -65,7 +65,7 @@ def _redact(text: str) -> str:
     return redact(text)
 
 
-def _redact_record(record: logging.LogRecord) -> bool:
+def redact_log_record(record: logging.LogRecord) -> bool:
     """A logging filter: the record's message with every URL's credentials hidden."""
     msg = record.getMessage()
     clean = _redact(msg)
