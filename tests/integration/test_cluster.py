@@ -22,6 +22,9 @@ from tests.support.paths import MEDIA, need
 
 pytestmark = pytest.mark.slow
 
+# Read by Ray at import: without it, Ray takes the host's routable address as "this node's"
+# (for the GCS too) instead of loopback.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 
 DOOR_FRAMES, HALL_FRAMES = 354, 216  # lp_driving_d3.mp4, lp_driving_d18.mp4
@@ -32,13 +35,13 @@ def cluster():
     """Head (site_a) + one worker node (site_b), every port on 127.0.0.1."""
     from ray.cluster_utils import Cluster
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     c = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1",
         "resources": {"site_a": 10}})
     try:
         worker = c.add_node(num_cpus=1, node_ip_address="127.0.0.1", resources={"site_b": 10})
         c.wait_for_nodes()
+        assert c.address.startswith("127.0.0.1:"), f"the cluster is not on loopback: {c.address}"
         yield c, c.head_node.node_id, worker.node_id
     finally:
         c.shutdown()

@@ -12,7 +12,6 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from uar_stream.cluster.deployment import rows
 from uar_stream.flow import EnsembleOutput
 
 
@@ -71,3 +70,9 @@ def _join(outs: list[EnsembleOutput]) -> EnsembleOutput:
                            for k in ("mean_probs", "total", "aleatoric", "epistemic", "member_probs")),
                          density=dens)
     return rows(out, 0, len(out))
+
+
+def rows(out: EnsembleOutput, a: int, b: int) -> EnsembleOutput:
+    """Rows ``a:b`` of every per-face array (``density`` too, when the model has one)."""
+    return EnsembleOutput(out.mean_probs[a:b], out.total[a:b], out.aleatoric[a:b], out.epistemic[a:b],
+                          out.member_probs[a:b], None if out.density is None else out.density[a:b])

@@ -14,6 +14,7 @@ import numpy as np
 from ray import serve
 
 from uar_stream.backends import create_engine
+from uar_stream.cluster.batcher import rows
 from uar_stream.flow import EnsembleOutput
 from uar_stream.model.locate import resolve_model_path
 
@@ -27,12 +28,6 @@ SERVE_LOGGING = {"log_level": "WARNING", "enable_access_log": False}
 def _faces(requests: list[np.ndarray]) -> int:
     """``batch_size_fn``: a batch's size is its faces."""
     return sum(len(r) for r in requests)
-
-
-def rows(out: EnsembleOutput, a: int, b: int) -> EnsembleOutput:
-    """Rows ``a:b`` of every per-face array (``density`` too, when the model has one)."""
-    return EnsembleOutput(out.mean_probs[a:b], out.total[a:b], out.aleatoric[a:b], out.epistemic[a:b],
-                          out.member_probs[a:b], None if out.density is None else out.density[a:b])
 
 
 @serve.deployment(name="ensemble")
