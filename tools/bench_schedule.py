@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", default="auto")
     ap.add_argument("--streams-clip", default="pyfeat_single_face.mp4")
     ap.add_argument("--streams-km", nargs="+", default=["1,1", "3,3"])
-    ap.add_argument("--max-streams", type=int, default=6)
+    ap.add_argument("--max-streams", type=int, default=6, help="0: only the CPU-time estimate")
     ap.add_argument("--fast-before", action="store_true", help="also the old default (fast mode) as 'before'")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
@@ -155,6 +155,14 @@ def capacity(a) -> dict:
             cfg = load_config(None, {"detector.mode": mode, "tracking.detect_every": k,
                                      "tracking.classify_every": m})
             with Analyzer(cfg) as an:
+                # CPU time per frame (all threads): robust to other load on the machine, and
+                # what bounds how many streams 2 cores can carry
+                c0 = time.process_time()
+                frames, _ = run_stream(an, clip)
+                cpu_ms = (time.process_time() - c0) * 1000 / len(frames)
+                rows[f"{mode} k={k} m={m} cpu_ms_per_frame"] = round(cpu_ms, 2)
+                print(f"{mode} k={k} m={m}: {cpu_ms:.1f} CPU ms per frame -> 2 cores carry "
+                      f"{2000 / (30 * cpu_ms):.1f} streams of 30 fps")
                 keep = 0
                 for n in range(1, a.max_streams + 1):
                     slowest = concurrent_fps(an, clip, n)
