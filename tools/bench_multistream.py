@@ -84,14 +84,16 @@ def bench_processes(n: int, seconds: float, model: str, url: str, work: Path) ->
     """N ``uar-stream run`` processes on the RTSP URL; counted from their face events' times."""
     cfg = work / "proc.yaml"
     cfg.write_text(f"model: {{path: {model}}}\n")
+    run = work / f"processes_{time.monotonic_ns()}"  # fresh files: an old log must not count as "started"
+    run.mkdir()
     procs, logs = [], []
     for i in range(n):
-        ev = work / f"p{n}_{i}.jsonl"
+        ev = run / f"p{i}.jsonl"
         logs.append(ev)
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "uar_stream.cli.main", "run", "--config", str(cfg), "--source", url,
              "--events", str(ev), "--face-events", "every_frame", "--no-progress",
-             "--summary-json", str(work / f"p{n}_{i}.json")],
+             "--summary-json", str(run / f"p{i}.json")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT))
 
     def faces_logged(path: Path) -> int:
