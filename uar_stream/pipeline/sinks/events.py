@@ -60,7 +60,8 @@ class EventLog:
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
         try:
             self._fd = os.open(self.path, flags, 0o644)
-            self._size = os.lseek(self._fd, 0, os.SEEK_END)
+            st = os.fstat(self._fd)  # a pipe or device cannot seek: its size is no concern
+            self._size = st.st_size if stat.S_ISREG(st.st_mode) else 0
         except OSError as e:
             raise self._error("cannot write events file", e) from None
 
