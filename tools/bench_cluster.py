@@ -9,7 +9,7 @@
    round trip (``ServeBatcher.submit``: what a camera actor does per classify call).
 3. Two file cameras end to end: ``ClusterStream`` (actors + Serve) against ``MultiStream``
    (one process), same clips: fps, latency, and the batch sizes the requests saw.
-4. ``--node-loss``: two looping cameras, unpinned; the worker node is removed mid-run; what
+4. ``--node-loss CPUS``: three looping cameras, unpinned; the worker node is removed mid-run; what
    happened to the cameras on it (restarted where, after how long) and to the replica.
 """
 from __future__ import annotations
@@ -52,12 +52,12 @@ def pss_mib(root: int = os.getpid()) -> float:
     return round(total / 1024, 1)
 
 
-def start_cluster() -> tuple[object, object, dict]:
-    """A head and a worker node on loopback; their start-up times and memory."""
+def start_cluster(head_cpus: int = 1) -> tuple[object, object, dict]:
+    """A head and a worker node (1 CPU) on loopback; their start-up times and memory."""
     from ray.cluster_utils import Cluster
 
     t0 = time.perf_counter()
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False,
                                                       "node_ip_address": "127.0.0.1"})
     t1 = time.perf_counter()
     mem_head = pss_mib()
@@ -163,14 +163,15 @@ def end_to_end(model: str) -> dict:
 
 
 def node_loss(c, worker, model: str, cpus: float) -> dict:
-    """Two looping cameras (``cpus`` each); remove the worker node; watch for 60 s. The
-    head (1 CPU) must have room for the moved camera: with 0.5 it has not (0.25 replica +
-    0.5 + 0.5), and the camera waits for resources (state restarting)."""
+    """Three looping cameras (``cpus`` each), unpinned; remove the worker node; watch for
+    60 s. A camera moves only where there is room for it (else it waits, ``restarting``)."""
     from uar_stream.cluster.options import ClusterOptions
     from uar_stream.cluster.service import ClusterStream
     from uar_stream.serve.cameras import load_serve_config
 
-    cfg = load_serve_config({"model": {"path": model}, "cameras": _cams(loop=True)})
+    cams = _cams(loop=True)
+    cams.append({**cams[0], "id": "third"})
+    cfg = load_serve_config({"model": {"path": model}, "cameras": cams})
     log = []
     opts = ClusterOptions(camera_cpus=cpus, replica_cpus=0.25, max_restarts=3)
     with ClusterStream(cfg, opts) as cs:
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     res: dict = {}
-    c, worker, res["startup"] = start_cluster()
+    # node loss alone: a head with room for the cameras that move over
+    c, worker, res["startup"] = start_cluster(2 if a.node_loss_only else 1)
     try:
         ray.init(address=c.address, namespace="uar-stream", log_to_driver=False)
         if not a.node_loss_only:

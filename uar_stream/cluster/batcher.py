@@ -8,11 +8,15 @@ sent at once, so no request can exceed the deployment's batch size.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 
 import numpy as np
 
 from uar_stream.flow import EnsembleOutput
+
+#: How long a request is sent again while the ensemble has no live replica (a lost node).
+RETRY_S = 60.0
 
 
 class ServeBatcher:
@@ -39,12 +43,27 @@ class ServeBatcher:
         fut: Future = Future()
         try:
             chunks = [batch[i:i + self.max_faces] for i in range(0, len(batch), self.max_faces)]
-            answers = [r.result() for r in [self.handle.infer.remote(c) for c in chunks]]
+            answers = self._send(chunks)
             fut.set_result(_join([a for a, _ in answers]))
             self._count([(len(c), n) for c, (_, n) in zip(chunks, answers, strict=True)])
         except BaseException as e:  # noqa: BLE001 - the camera's stream gets it from the future
             fut.set_exception(e)
         return fut
+
+    def _send(self, chunks: list[np.ndarray]) -> list[tuple[EnsembleOutput, int]]:
+        """The answers; a replica lost with requests in flight (its node died) is not the
+        camera's fault: send them again (Serve starts a new replica) for up to RETRY_S."""
+        from ray.exceptions import RayActorError
+
+        deadline, wait = time.monotonic() + RETRY_S, 0.2
+        while True:
+            try:
+                return [r.result() for r in [self.handle.infer.remote(c) for c in chunks]]
+            except RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(wait)
+                wait = min(wait * 2, 5.0)
 
     def _count(self, seen: list[tuple[int, int]]) -> None:
         with self._lock:
