@@ -45,6 +45,12 @@ CASES = [  # (case, argv after `uar-stream`, message regex)
      r"argument --max-batch: 0 is out of range"),
     ("bench-engines --threads -1", ["bench-engines", "--threads", "-1"],
      r"argument --threads: -1 is out of range"),
+    ("evaluate --limit -1", ["evaluate", "--data", "x", "--out", "y", "--limit", "-1"],
+     r"argument --limit: -1 is out of range; allowed: 0 or more"),
+    ("evaluate --bootstrap x", ["evaluate", "--data", "x", "--out", "y", "--bootstrap", "x"],
+     r"'x' is not a whole number"),
+    ("calibrate --id-reject 2", ["calibrate", "--data", "x", "--id-reject", "2"],
+     r"argument --id-reject: 2 is out of range; allowed: 0 to 1"),
     ("bench-engines --budget-s inf", ["bench-engines", "--budget-s", "inf"], r"inf is not a finite number"),
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from uar_stream.cli.options import number
 from uar_stream.errors import ConfigError
 
 
@@ -33,17 +34,18 @@ def register(sub) -> dict:
     p.add_argument("--out", required=True, help="report directory (report.json, report.md, PNGs)")
     p.add_argument("--model", default="engines/default", help="model directory (default: engines/default)")
     p.add_argument("--ldl", help="LDL baseline model directory (one member), e.g. engines/ldl")
-    p.add_argument("--limit", type=int, default=0, help="use only the first N faces (CI)")
+    p.add_argument("--limit", type=number(int, 0), default=0, help="use only the first N faces (CI)")
     p.add_argument("--cache", help="corruption/prediction cache (default: OUT/../corruption_cache)")
     p.add_argument("--no-cache", action="store_true", help="build everything afresh, store nothing")
     p.add_argument("--corruptions", help="comma-separated subset of the 15 types (default: all)")
     p.add_argument("--severities", help="comma-separated subset of 1-5 (default: all)")
     p.add_argument("--ldl-severities", help="severities the LDL model is run on (default: the "
                    "highest only, which its claims need; 'all' for every one)")
-    p.add_argument("--workers", type=int, default=0, help="worker processes: build the corrupted sets and, on a CPU engine, score them "
+    p.add_argument("--workers", type=number(int, 0, 256), default=0, help="worker processes: build the corrupted sets and, on a CPU engine, score them "
                         "(default: one per core)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=number(int, 0, 1000000), default=1000,
+                   help="bootstrap resamples for the CIs")
+    p.add_argument("--seed", type=number(int, 0), default=0)
     p.add_argument("--no-progress", action="store_true")
 
     c = sub.add_parser("calibrate", help="fit routing thresholds to target rates and write a config")
@@ -52,13 +54,13 @@ def register(sub) -> dict:
     c.add_argument("--out", default="calibrated.yaml", help="config YAML to write (default: calibrated.yaml)")
     c.add_argument("--model", help="model directory (default: the config's model.path)")
     c.add_argument("--config", help="base config (default: built-in defaults)")
-    c.add_argument("--id-reject", type=float, default=0.05,
+    c.add_argument("--id-reject", type=number(float, 0.0, 1.0), default=0.05,
                    help="share of clean faces tau_epistemic may reject as OOD (default 0.05)")
     g = c.add_mutually_exclusive_group()
-    g.add_argument("--ambiguous-rate", type=float,
+    g.add_argument("--ambiguous-rate", type=number(float, 0.0, 1.0),
                    help="share of faces to route 'ambiguous' (default: the share of faces whose "
                         "top annotator label has < 50%% of the votes)")
-    g.add_argument("--ambiguous-precision", type=float,
+    g.add_argument("--ambiguous-precision", type=number(float, 0.0, 1.0),
                    help="flag as many faces as possible with at least this share of them "
                         "disagreed on by the annotators")
     c.add_argument("--cache", help="prediction cache directory (default: none)")
