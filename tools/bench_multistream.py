@@ -14,8 +14,10 @@ Every camera is a live, single-face 30-fps source (``lp_driving_d18.mp4``):
 
 After a warm-up (every camera has results), each row measures ``--seconds``: aggregate faces/s
 and frames/s, per-camera fps (min / median / max), p95 capture-to-result latency (the worst
-camera), batch fill (faces per engine call; serve only) and fairness (slowest / fastest
-camera fps). Rows run one after another in one invocation, so they share the machine's state.
+camera), batch fill (faces per engine call; serve only), fairness (slowest / fastest
+camera fps), and CPU ms per analysed frame (user + system time of the serving process(es),
+which other jobs on the machine do not inflate) with the number of 30-fps cameras two cores
+could analyse at that cost. Rows run one after another in one invocation, so they share the machine's state.
 """
 from __future__ import annotations
 
@@ -37,9 +39,22 @@ MEDIA = ROOT.parent / "shared" / "media"
 CLIP = "lp_driving_d18.mp4"
 
 
-def _row(kind: str, n: int, seconds: float, per_cam: list[dict], fill: float | None) -> dict:
-    """One table row from per-camera {frames, faces, latencies} over ``seconds``."""
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by this process or by ``pid``."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _row(kind: str, n: int, seconds: float, per_cam: list[dict], fill: float | None,
+         cpu_s: float) -> dict:
+    """One table row from per-camera {frames, faces, latencies} over ``seconds``; ``cpu_s``:
+    CPU seconds spent meanwhile, which gives CPU ms per frame (independent of other load)."""
     fps = [c["frames"] / seconds for c in per_cam]
+    frames = sum(c["frames"] for c in per_cam)
+    cpu_ms = 1000 * cpu_s / frames if frames else None
     p95 = [float(np.percentile(c["lat"], 95)) for c in per_cam if c["lat"]]
     return {"kind": kind, "cameras": n, "seconds": seconds,
             "faces_per_s": round(sum(c["faces"] for c in per_cam) / seconds, 1),
@@ -48,7 +63,10 @@ def _row(kind: str, n: int, seconds: float, per_cam: list[dict], fill: float | N
             "fps_max": round(max(fps), 1),
             "latency_ms_p95_worst": round(max(p95), 1) if p95 else None,
             "batch_fill": None if fill is None else round(fill, 2),
-            "fairness": round(min(fps) / max(fps), 2) if max(fps) > 0 else 0.0}
+            "fairness": round(min(fps) / max(fps), 2) if max(fps) > 0 else 0.0,
+            "cpu_ms_per_frame": round(cpu_ms, 1) if cpu_ms else None,
+            # how many 30-fps cameras 2 cores could analyse at that CPU cost per frame
+            "cameras_30fps_on_2_cores": round(2000 / (30 * cpu_ms), 1) if cpu_ms else None}
 
 
 def bench_serve(kind: str, n: int, seconds: float, model: str, url: str | None) -> dict:
@@ -65,9 +83,9 @@ def bench_serve(kind: str, n: int, seconds: float, model: str, url: str | None) 
             time.sleep(0.1)
         time.sleep(1.0)  # past FFmpeg's start-up burst
         sub = ms.subscribe_results(maxsize=100000)
-        b0 = ms.stats()
+        b0, c0 = ms.stats(), _cpu_s()
         time.sleep(seconds)
-        b1 = ms.stats()
+        b1, c1 = ms.stats(), _cpu_s()
         items = sub.drain()
     per = {f"c{i}": {"frames": 0, "faces": 0, "lat": []} for i in range(n)}
     for it in items:
@@ -77,7 +95,7 @@ def bench_serve(kind: str, n: int, seconds: float, model: str, url: str | None) 
         c["lat"].append(it.result.latency_ms)
     calls = b1.calls - b0.calls
     return _row(f"serve/{kind}", n, seconds, list(per.values()),
-                (b1.faces - b0.faces) / calls if calls else 0.0)
+                (b1.faces - b0.faces) / calls if calls else 0.0, c1 - c0)
 
 
 def bench_processes(n: int, seconds: float, model: str, url: str, work: Path) -> dict:
@@ -103,9 +121,9 @@ def bench_processes(n: int, seconds: float, model: str, url: str, work: Path) ->
     while min(faces_logged(p) for p in logs) < 5 and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)
-    t0 = time.time()
+    t0, c0 = time.time(), sum(_cpu_s(p.pid) for p in procs)
     time.sleep(seconds)
-    t1 = time.time()
+    t1, c1 = time.time(), sum(_cpu_s(p.pid) for p in procs)
     for p in procs:
         p.send_signal(signal.SIGINT)
     for p in procs:
@@ -121,7 +139,7 @@ def bench_processes(n: int, seconds: float, model: str, url: str, work: Path) ->
         # per-frame latency is not in face events: use the run's own p95 (whole run)
         lat = [end["latency_ms_p95"]] if end.get("latency_ms_p95") is not None else []
         per.append({"frames": len({r["frame"] for r in faces}), "faces": len(faces), "lat": lat})
-    return _row("processes/rtsp", n, seconds, per, None)
+    return _row("processes/rtsp", n, seconds, per, None, c1 - c0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     cols = ["kind", "cameras", "faces_per_s", "frames_per_s", "fps_min", "fps_median", "fps_max",
-            "latency_ms_p95_worst", "batch_fill", "fairness"]
+            "latency_ms_p95_worst", "batch_fill", "fairness", "cpu_ms_per_frame", "cameras_30fps_on_2_cores"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join("-" if r[c] is None else str(r[c]) for c in cols) + " |")
