@@ -46,3 +46,24 @@ def test_a_pipe_is_written_but_never_rotated(tmp_path):
     reader.join(timeout=10)
     assert [json.loads(line)["i"] for line in got[0].splitlines()] == list(range(5))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+def test_a_rotation_that_fails_is_one_error_and_the_log_goes_on(tmp_path, monkeypatch):
+    import pytest
+
+    from uar_stream.errors import SinkError
+    from uar_stream.pipeline.sinks import events
+
+    def no_space(path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(events, "_gzip", no_space)
+    log = EventLog(tmp_path / "cam.jsonl", max_bytes=100, keep=3, compress=True)
+    with pytest.raises(SinkError, match=r"cannot rotate events file .*cam\.jsonl: No space left on device"):
+        for i in range(20):
+            log.write(Event("face", {"i": i, "pad": "x" * 30}))
+    log.write(Event("run_ended", {}))  # the sink still tries its last line
+    log.close()
+    lines = [json.loads(x) for x in (tmp_path / "cam.jsonl").read_text().splitlines()]
+    assert lines[-1]["event"] == "run_ended"
+    assert json.loads((tmp_path / "cam.0001.jsonl").read_text().splitlines()[0])["i"] == 0  # kept, whole

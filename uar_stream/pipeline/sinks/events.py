@@ -111,8 +111,8 @@ class EventLog:
                     self.rotated.remove(old)
         except OSError as e:
             self.failed = self._error("cannot rotate events file", e)
-            if self.path.exists():  # not renamed: keep its lines, go on appending
-                self._open(truncate=False)
+            # keep the lines of a file not renamed (or start one), so run_ended can still be tried
+            self._open(truncate=False)
             raise self.failed from None
         self._open()
 
