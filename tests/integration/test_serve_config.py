@@ -86,3 +86,13 @@ def test_cli_one_line_errors(tmp_path, media, capsys):
         line = _cli_error(capsys, ["serve", "--config", str(good), "--port", str(port)])
     assert line == (f"uar-stream serve: error: port {port} on 127.0.0.1 is in use (another server?); "
                     "choose another with --port")
+
+
+def test_the_example_cameras_file_is_valid(media, monkeypatch):
+    from tests.support.paths import ROOT
+
+    monkeypatch.chdir(ROOT)  # its clip path is relative to the checkout
+    cfg = load_serve_config(ROOT / "examples" / "cameras.yaml")
+    assert [c.id for c in cfg.cameras] == ["entrance", "webcam", "demo"]
+    assert [c.enabled for c in cfg.cameras] == [False, False, True]
+    assert cfg.analyzer_config(cfg.cameras[0]).source.reconnect_attempts == 1000
