@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import os
 from pathlib import Path
 
 import ray
@@ -51,7 +53,7 @@ class Connection:
     """A connection to a Ray cluster (see the module docstring); ``close()`` removes what
     this service deployed and, for ``local``, stops the cluster it started."""
 
-    def __init__(self, address: str = "auto"):
+    def __init__(self, address: str = "auto", cpus_needed: float = 0.0):
         self.address = address
         self.owned = not ray.is_initialized()
         self.deployed = False
@@ -64,7 +66,10 @@ class Connection:
             kwargs["_node_ip_address"] = "127.0.0.1"
         try:
             if address == "local":
-                ray.init(include_dashboard=False, **kwargs)
+                # Trying it out on one machine: as many CPU slots as the config reserves, at
+                # least the cores (Ray's CPUs are scheduling slots; a laptop may oversubscribe).
+                cpus = max(os.cpu_count() or 1, math.ceil(cpus_needed))
+                ray.init(include_dashboard=False, num_cpus=cpus, **kwargs)
             else:
                 ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -82,6 +87,12 @@ class Connection:
                         options.replica_gpus, options.max_batch_faces, options.batch_wait_ms)
         self.deployed = True
         serve.run(app, name=APP_NAME, route_prefix=None)
+
+    @staticmethod
+    def cpus_needed(options: ClusterOptions, camera_ids: list[str]) -> float:
+        """The CPUs the config reserves: every camera actor and every replica."""
+        return (sum(options.placement(c).cpus or 0.0 for c in camera_ids)
+                + options.replicas * options.replica_cpus)
 
     def camera_actor(self, camera: CameraConfig, analyzer: dict, options: ClusterOptions):
         """Place the camera's actor (its CPUs and custom resources, ``max_restarts``)."""

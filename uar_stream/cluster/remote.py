@@ -18,6 +18,7 @@ from typing import Callable
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from uar_stream.cluster.options import CameraPlacement, ClusterError
 from uar_stream.config import AnalyzerConfig
 from uar_stream.errors import UarError
 from uar_stream.flow import RunSummary, StreamInfo, StreamResult
@@ -55,9 +56,9 @@ class RemoteCamera:
 
     def __init__(self, config: CameraConfig, analyzer_config: AnalyzerConfig, actor, events: Hub,
                  on_result: Callable[[str, StreamResult], None], jpeg_quality: int = 80,
-                 poll_s: float = 0.1):
+                 poll_s: float = 0.1, placement: CameraPlacement | None = None):
         self.config, self.id, self.source = config, config.id, redact(config.source)
-        self.actor, self.poll_s = actor, poll_s
+        self.actor, self.poll_s, self.placement = actor, poll_s, placement
         self.view = LiveView(analyzer_config, jpeg_quality)
         self.feed = FeedSink(events, config.id, analyzer_config)
         self.events = events
@@ -82,7 +83,12 @@ class RemoteCamera:
         """Start the actor's stream (generation 0), then the puller."""
         try:
             out = ray.get(self.actor.start.remote(0, 0), timeout=timeout)
-        except (RayTaskError, RayActorError, GetTimeoutError) as e:
+        except GetTimeoutError:
+            p = self.placement or CameraPlacement()
+            raise ClusterError(f"camera {self.id}: not started within {timeout:.0f} s; no node may have "
+                               f"room for its actor ({p.cpus} CPUs, resources {p.resources or 'none'}): "
+                               "see `ray status`") from None
+        except (RayTaskError, RayActorError) as e:
             raise unwrap(e, self.id) from None
         self._opened(out)
         self._thread = threading.Thread(target=self._pull_loop, name=f"uar-pull-{self.id}", daemon=True)

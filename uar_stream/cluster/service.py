@@ -37,7 +37,8 @@ class ClusterStream:
         self._cameras: dict[str, RemoteCamera | None] = {}
         self._lock = threading.Lock()
         self._closed = False
-        self.ray = Connection(address)
+        enabled = [c.id for c in config.cameras if c.enabled]
+        self.ray = Connection(address, Connection.cpus_needed(options, enabled))
         try:
             self.ray.deploy(config.analyzer_config(), options)
             if start:
@@ -87,7 +88,7 @@ class ClusterStream:
             analyzer = self.config.analyzer_config(camera)
             actor = self.ray.camera_actor(camera, analyzer.to_dict(), self.options)
             cam = RemoteCamera(camera, analyzer, actor, self.events, self._publish,
-                               self.config.serve.jpeg_quality)
+                               self.config.serve.jpeg_quality, placement=self.options.placement(camera.id))
             try:
                 cam.start()
             except BaseException:
