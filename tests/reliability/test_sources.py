@@ -5,6 +5,7 @@ read is read by its content (as FFmpeg does) and its outputs are valid; no crede
 appears anywhere in what the user sees."""
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 
@@ -37,6 +38,7 @@ def _make(kind: str, tmp, media):
         "mp4 named .jpg": lambda p: shutil.copy(clip, p),
         "truncated .jpg (half)": lambda p: p.write_bytes(photo.read_bytes()[:15000]),
         "directory": lambda p: p.mkdir(),
+        "truncated .avi (60 %, no index)": lambda p: _cut_avi(clip, p),
     }
     suffix = {"missing": ".mp4", "directory": ""}.get(kind, "." + kind.split(".")[-1].split()[0])
     path = tmp / f"src{suffix}"
@@ -56,16 +58,36 @@ FILES = [  # (kind, exit code, message regex)
     ("jpg named .mp4", 0, None),
     ("mp4 named .jpg", 0, None),
     ("truncated .jpg (half)", 0, None),
+    ("truncated .avi (60 %, no index)", 0, None),  # read to the cut, with a warning
 ]
 
 
+def _cut_avi(clip, path):
+    """An MJPG avi of the clip cut at 60 %: FFmpeg reads it to the cut (no index needed)."""
+    import cv2
+
+    cap, full = cv2.VideoCapture(str(clip)), path.with_name("full.avi")
+    w = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 360))
+    while (got := cap.read())[0]:
+        w.write(got[1])
+    w.release()
+    cap.release()
+    data = full.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    full.unlink()
+
+
 @pytest.mark.parametrize("kind,code,message", FILES, ids=[f[0] for f in FILES])
-def test_bad_media_file(tmp_path, media, tiny_model, kind, code, message):
+def test_bad_media_file(tmp_path, media, tiny_model, caplog, kind, code, message):
     src = _make(kind, tmp_path, media)
     out, ev = tmp_path / "out" / "o.mp4", tmp_path / "out" / "e.jsonl"
-    ans = cli(["run", "--model", str(tiny_model), "--source", src, "--output", str(out),
-               "--events", str(ev), "--max-frames", "5", "--no-progress"])
+    limit = [] if "avi" in kind else ["--max-frames", "5"]
+    with caplog.at_level(logging.WARNING, logger="uar_stream"):
+        ans = cli(["run", "--model", str(tiny_model), "--source", src, "--output", str(out),
+                   "--events", str(ev), "--no-progress", *limit])
     check_answer(f"source: {kind}", ans, code, message)
+    if "avi" in kind:
+        assert "ended after" in caplog.text and "of the 72 frames its header announces" in caplog.text
     if code:
         assert not out.exists() and not ev.exists()  # a bad source touches no output
     else:

@@ -3,6 +3,7 @@ close. Outputs are finalised however the run ends (end of input, Ctrl-C, SIGTERM
 that cannot be restored, an error); errors are raised after that."""
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -11,6 +12,8 @@ from typing import Callable, Sequence
 
 from uar_stream.flow import RunSummary, Sink
 from uar_stream.pipeline.analyzer import Analyzer
+
+log = logging.getLogger("uar_stream")
 
 
 class StopOnSignal:
@@ -76,4 +79,10 @@ def run(analyzer: Analyzer, source: str | int | Path, sinks: Sequence[Sink] = ()
             error = error or e
     if error is not None and not isinstance(error, KeyboardInterrupt):
         raise error
-    return stream.summary
+    s = stream.summary
+    ended_early = not (stream.is_live or s.interrupted or (max_frames and s.frames >= max_frames))
+    # headers overstate by a few frames (95 of 98 is common); a file cut short falls far below
+    if ended_early and stream.frame_count > 1 and s.frames < 0.9 * stream.frame_count:
+        log.warning("%s ended after %d of the %d frames its header announces (truncated or damaged?)",
+                    s.source, s.frames, stream.frame_count)
+    return s
