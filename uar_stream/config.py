@@ -77,11 +77,19 @@ class EngineConfig:
 
 @dataclass
 class RoutingConfig:
-    """``routing:``: the two thresholds that send a face to confident, ambiguous or rejected."""
+    """``routing:``: the OOD gate and the thresholds that send a face to confident, ambiguous or
+    rejected (pipeline/routing.py)."""
 
+    #: Which signal rejects a face as unfamiliar: mutual_information (epistemic > tau_epistemic,
+    #: the paper's gate), density (feature density > tau_density) or either (the OR of both).
+    #: The default was chosen on the validation corruptions (docs/evaluation.md); a model without
+    #: a density file gates on mutual information whatever this says (with a warning).
+    ood_gate: str = _opt("density", choices=("mutual_information", "density", "either"))
     #: Thresholds in nats (natural-log entropy). Set by ``uar-stream calibrate``.
-    tau_epistemic: float = _opt(0.1346, lo=0.0, hi=10.0)
-    tau_aleatoric: float = _opt(0.8647, lo=0.0, hi=10.0)
+    tau_epistemic: float = _opt(0.0635, lo=0.0, hi=10.0)
+    tau_aleatoric: float = _opt(1.4223, lo=0.0, hi=10.0)
+    #: Threshold on the feature-density score (its own unit: ~1 for a typical training face).
+    tau_density: float = _opt(1.5066, lo=0.0, hi=1.0e6)
 
 
 @dataclass

@@ -62,7 +62,9 @@ class FaceBatch:
 class EnsembleOutput:
     """Per-face ensemble prediction; uncertainties in nats.
 
-    mean_probs (B, C); total, aleatoric, epistemic (B,); member_probs (B, M, C).
+    mean_probs (B, C) (calibrated); total, aleatoric, epistemic (B,); member_probs (B, M, C) (at
+    the decomposition temperature); density (B,): the feature-density OOD score (higher is less
+    familiar), None for a model without a density file.
     """
 
     mean_probs: np.ndarray
@@ -70,22 +72,27 @@ class EnsembleOutput:
     aleatoric: np.ndarray
     epistemic: np.ndarray
     member_probs: np.ndarray
+    density: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.mean_probs)
 
     @classmethod
-    def empty(cls, members: int, num_classes: int) -> EnsembleOutput:
-        """The output for zero faces."""
+    def empty(cls, members: int, num_classes: int, density: bool = False) -> EnsembleOutput:
+        """The output for zero faces (with an empty ``density`` when ``density``)."""
         z = np.zeros((0,), np.float32)
         return cls(np.zeros((0, num_classes), np.float32), z, z.copy(), z.copy(),
-                   np.zeros((0, members, num_classes), np.float32))
+                   np.zeros((0, members, num_classes), np.float32), z.copy() if density else None)
 
     @classmethod
     def concat(cls, parts: list[EnsembleOutput]) -> EnsembleOutput:
-        """Rows of several outputs, in order."""
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                     ("mean_probs", "total", "aleatoric", "epistemic", "member_probs")))
+        """Rows of several outputs, in order (``density`` kept when every part has it)."""
+        arrays = [np.concatenate([getattr(p, f) for p in parts]) for f in
+                  ("mean_probs", "total", "aleatoric", "epistemic", "member_probs")]
+        dens = None
+        if parts and all(p.density is not None for p in parts):
+            dens = np.concatenate([p.density for p in parts])
+        return cls(*arrays, density=dens)
 
 
 @dataclass
@@ -111,6 +118,8 @@ class FaceResult:
     classes: tuple[str, ...] = field(repr=False, default=())
     track_id: int | None = None
     reason: str | None = None
+    #: The feature-density OOD score (higher is less familiar); None without a density model.
+    density: float | None = None
 
     def top(self, k: int = 2) -> list[tuple[str, float]]:
         """The k most probable classes with their probabilities, most probable first."""
@@ -133,6 +142,8 @@ class FaceResult:
             d["track_id"] = self.track_id
         if self.reason is not None:
             d["reason"] = self.reason
+        if self.density is not None:
+            d["density"] = round(self.density, 4)
         if probs:
             d["probs"] = {c: round(float(p), 4) for c, p in zip(self.classes, self.probs, strict=False)}
         return d

@@ -45,9 +45,15 @@ def _model(path, members, seed):
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, ferplus):
+    """A 3-member ensemble with a feature density (fit-density on 200 training faces) and a
+    one-member LDL stand-in without one."""
+    from uar_stream.evaluation.fit_density import fit_model_density
+
     root = tmp_path_factory.mktemp("models")
-    return _model(root / "ens", 3, 0), _model(root / "ldl", 1, 7)
+    ens = _model(root / "ens", 3, 0)
+    fit_model_density(ens, ferplus / "train.npz", ferplus / "publictest.npz", limit=200)
+    return ens, _model(root / "ldl", 1, 7)
 
 
 REPORT_KEYS = {"n", "accuracy", "ece", "spearman_aleatoric_disagreement", "auroc_epistemic",
@@ -56,12 +62,37 @@ REPORT_KEYS = {"n", "accuracy", "ece", "spearman_aleatoric_disagreement", "auroc
 PNGS = ("aleatoric_vs_disagreement.png", "auroc_heatmaps.png", "retention.png", "reliability.png")
 
 
+def _check_protocol_v2(r):
+    """The issue's report keys: protocols, validation, a section per gate, the default gate."""
+    sev = {str(s) for s in range(1, 6)}
+    assert set(r["gates"]) == {"mutual_information", "density", "either"}
+    assert r["default_gate"] in r["gates"]
+    for g in r["gates"].values():
+        assert set(g["auroc_mean"]) == {"paper", "native"}
+        assert set(g["auroc_mean"]["paper"]) == set(g["auroc_mean"]["native"]) == sev
+        assert set(g["auroc_val_mean"]) == sev
+        assert set(g["spearman_disagreement"]) == {"value", "ci_low", "ci_high"}
+        ret = g["retention"]
+        assert {"ratio", "area", "clean_rejection", "curve"} <= set(ret)
+        assert [row["rate"] for row in ret["curve"]] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+        # a stricter gate (higher OOD rejection) rejects at least as many clean faces
+        rej = [row["clean_rejection"] for row in ret["curve"]]
+        assert all(b >= a - 1e-9 for a, b in itertools.pairwise(rej))
+    native = r["protocols"]["native"]
+    assert native["corruptions"]["gaussian_noise"]["grid"] == "48"
+    assert native["corruptions"]["fog"]["negatives"] == "resampled"
+    assert r["protocols"]["paper"]["corruptions"]["gaussian_noise"]["grid"] == "224"
+    assert set(native["validation"]) == {"gaussian_blur"}
+    assert r["decomposition_temperature"]["used"] == 1.0
+
+
 def test_evaluate_limit_writes_full_report_and_reruns_from_cache(ferplus, models, tmp_path, capsys):
     ens, ldl = models
     out = tmp_path / "run" / "report"
     args = ["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(out),
             "--model", str(ens), "--ldl", str(ldl), "--limit", "60", "--workers", "1",
-            "--corruptions", "gaussian_noise,fog", "--bootstrap", "100", "--no-progress"]
+            "--corruptions", "gaussian_noise,fog", "--validation", "gaussian_blur", "--bootstrap", "100",
+            "--no-progress"]
     assert main(args) == 0
     r = json.loads((out / "report.json").read_text())
     assert REPORT_KEYS <= set(r)
@@ -88,15 +119,19 @@ def test_evaluate_limit_writes_full_report_and_reruns_from_cache(ferplus, models
     assert r["ldl"]["severities"] == [5] and set(r["ldl"]["auroc_entropy_mean"]) == {"5"}
     for png in PNGS:
         assert (out / png).stat().st_size > 5000
+    _check_protocol_v2(r)
     md = (out / "report.md").read_text()
     assert "## Reading" in md and "auroc_heatmaps.png" in md
+    assert "## OOD gates" in md and "## Decomposition temperature" in md
+    assert (out / "gate_retention.png").stat().st_size > 5000
     assert "Spearman" in capsys.readouterr().out
 
     # Rerun: everything comes from the cache (next to OUT) and gives the same figures.
     assert main(args) == 0
     r2 = json.loads((out / "report.json").read_text())
-    assert r2["timings_s"]["sets_from_prediction_cache"] == r2["timings_s"]["sets_total"] == 11
-    for k in ("spearman_aleatoric_disagreement", "auroc_epistemic", "retention", "ldl"):
+    # 4 sets per severity: gaussian_noise at 224 and on the 48 grid, fog, gaussian_blur; + resampled
+    assert r2["timings_s"]["sets_from_prediction_cache"] == r2["timings_s"]["sets_total"] == 21
+    for k in ("spearman_aleatoric_disagreement", "auroc_epistemic", "retention", "ldl", "gates"):
         assert r2[k] == r[k]
     assert (tmp_path / "run" / "corruption_cache").is_dir()
 
@@ -108,14 +143,15 @@ def test_workers_score_their_sets_with_the_same_figures(ferplus, models, tmp_pat
         out = tmp_path / f"w{workers}" / "report"
         assert main(["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(out),
                      "--model", str(ens), "--ldl", str(ldl), "--limit", "40", "--workers", workers,
-                     "--corruptions", "gaussian_noise,frost", "--bootstrap", "50",
+                     "--corruptions", "gaussian_noise,frost", "--validation", "gaussian_blur",
+                     "--bootstrap", "50",
                      "--no-progress"]) == 0
         reports[workers] = json.loads((out / "report.json").read_text())
     t1, t2 = reports["1"]["timings_s"], reports["2"]["timings_s"]
     assert t1["inference_in"] == "main process" and t2["inference_in"] == "workers"
     assert t2["corrupted_inference_cpu_s"] > 0 and t2["corruption_cpu_s"] > 0
     for k in ("accuracy", "spearman_aleatoric_disagreement", "auroc_epistemic", "cross_sensitivity",
-              "retention", "resampling_control"):
+              "retention", "resampling_control", "gates", "protocols"):
         assert reports["2"][k] == reports["1"][k], k
     assert reports["2"]["ldl"]["auroc_entropy"] == reports["1"]["ldl"]["auroc_entropy"]
 
@@ -150,14 +186,16 @@ def test_calibrate_thresholds_reproduce_targets_on_the_fitted_data(small_data, m
     assert "tau_epistemic" in capsys.readouterr().out
     doc = yaml.safe_load(out.read_text())
     cal = doc["calibration"]
-    assert cal["targets"] == {"id_false_reject": 0.1, "ambiguous_rate": 0.2}
+    gate = load_config().routing.ood_gate  # the default gate, fitted as the router runs it
+    assert cal["targets"] == {"id_false_reject": 0.1, "ambiguous_rate": 0.2, "ood_gate": gate}
     assert set(doc) - {"calibration"} == set(load_config().to_dict())  # a full config
     cfg = load_config(out)  # loads: the calibration section is ignored
+    assert cfg.routing.ood_gate == gate
     keep = emotion_rows(votes)
     assert cal["faces_used"] == keep.sum()
     s = Predictor(models[0], None).predict(images[keep])
-    router = Router(cfg.routing.tau_epistemic, cfg.routing.tau_aleatoric)
-    routes = router.route_batch(s.aleatoric, s.epistemic)
+    router = Router(cfg.routing.tau_epistemic, cfg.routing.tau_aleatoric, gate, cfg.routing.tau_density)
+    routes = router.route_batch(s.aleatoric, s.epistemic, s.density)
     n = len(routes)
     ood = sum(r is Route.OUT_OF_DISTRIBUTION for r in routes) / n
     amb = sum(r is Route.AMBIGUOUS for r in routes) / n

@@ -41,8 +41,11 @@ def test_default_thresholds_are_the_shipped_models_calibration():
     annotators disagreed on). A retrained model without recalibrated defaults fails here."""
     faces, disagreed, _ = load_faces(need(FERPLUS / "publictest.npz"))
     s = Predictor(need(SHIPPED / "manifest.json").parent, None).predict(faces.images)
-    th = fit(s.epistemic.astype(np.float64), s.aleatoric.astype(np.float64), disagreed, id_reject=0.05)
     routing = AnalyzerConfig().routing
+    th = fit(s.epistemic.astype(np.float64), s.aleatoric.astype(np.float64), disagreed, id_reject=0.05,
+             density=s.density.astype(np.float64), ood_gate=routing.ood_gate)
     # the defaults carry 4 decimals; engines (CPU or GPU) agree far closer than that
+    assert th.ood_gate == routing.ood_gate
     assert th.tau_epistemic == pytest.approx(routing.tau_epistemic, abs=5e-4)
     assert th.tau_aleatoric == pytest.approx(routing.tau_aleatoric, abs=5e-4)
+    assert th.tau_density == pytest.approx(routing.tau_density, abs=5e-4)

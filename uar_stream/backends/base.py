@@ -49,6 +49,7 @@ class BatchedEngine:
             raise ValueError(f"{self.name}: expected a batch of shape (B, 1, {s}, {s}), "
                              f"got {batch.shape}")
         if len(batch) == 0:
-            return EnsembleOutput.empty(self.members, self.num_classes)
+            return EnsembleOutput.empty(self.members, self.num_classes,
+                                        "density" in getattr(self, "output_names", ()))
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return run_batched(self._infer, batch, self.max_batch)

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
+from uar_stream.backends.graph import INPUT_NAME, UncertaintyGraph, output_names
 from uar_stream.errors import ConfigError, ModelError
+from uar_stream.model.density import load_density
 from uar_stream.model.ensemble import load_ensemble
-from uar_stream.model.store import Manifest, model_id, read_manifest
-from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES, UncertaintyGraph
+from uar_stream.model.store import Manifest, density_path, model_id, read_manifest
 
 log = logging.getLogger("uar_stream.engine")
 
@@ -38,7 +39,7 @@ PRECISIONS = ("fp32", "fp16")
 OPSET = 17
 #: Bump when the exported graph changes (graph.py's math, fused_cnn's layers): cached files
 #: of an older graph are then rebuilt.
-GRAPH_VERSION = "2"
+GRAPH_VERSION = "3"  # 3: decomposition temperature, density output
 _META_PREFIX = "uar_stream."
 # 12 hex digits or more: files of the shorter keys earlier versions used are stale too
 _ARTIFACT_RE = re.compile(r"^[0-9a-f]{12,}-(fp32|fp16)\.onnx$")
@@ -48,7 +49,10 @@ def load_graph(model_dir: str | Path) -> tuple[UncertaintyGraph, Manifest]:
     """Model directory -> (the eval-mode fp32 uncertainty graph, its manifest); any backbone
     :func:`uar_stream.model.ensemble.load_ensemble` knows (the fused CNN, DINOv2)."""
     fused, man = load_ensemble(model_dir)
-    return UncertaintyGraph(fused, man.temperature).eval(), man
+    dens_file = density_path(model_dir, man)
+    density = None if dens_file is None else load_density(dens_file, man.members, len(man.classes))
+    graph = UncertaintyGraph(fused, man.temperature, man.uncertainty_temperature, density)
+    return graph.eval(), man
 
 
 def artifact_key(model_dir: str | Path) -> str:
@@ -99,7 +103,7 @@ def export_onnx(graph: UncertaintyGraph, path: str | Path, input_size: int,
                 precision: str = "fp32", metadata: dict[str, str] | None = None) -> Path:
     """Write ``graph`` to ``path`` (atomically: a temp file, checked, then renamed).
 
-    Input ``faces`` float32 (B, 1, S, S); outputs as :data:`OUTPUT_NAMES`, batch axis dynamic.
+    Input ``faces`` float32 (B, 1, S, S); outputs as ``graph.output_names``, batch axis dynamic.
     """
     import onnx
 
@@ -108,7 +112,7 @@ def export_onnx(graph: UncertaintyGraph, path: str | Path, input_size: int,
     path.parent.mkdir(parents=True, exist_ok=True)
     g = _graph_for(graph, precision)
     dummy = torch.zeros(2, 1, input_size, input_size)
-    axes = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    axes = {name: {0: "batch"} for name in (INPUT_NAME, *graph.output_names)}
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -120,7 +124,7 @@ def export_onnx(graph: UncertaintyGraph, path: str | Path, input_size: int,
             warnings.simplefilter("ignore")
             with torch.no_grad():
                 torch.onnx.export(g, (dummy,), str(tmp), dynamo=False, opset_version=OPSET,
-                                  input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                                  input_names=[INPUT_NAME], output_names=list(graph.output_names),
                                   dynamic_axes=axes, do_constant_folding=True)
         model = onnx.load(str(tmp))
         meta = {"graph_version": GRAPH_VERSION, "precision": precision,
@@ -154,8 +158,9 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
             if p.key.startswith(_META_PREFIX)}
 
 
-def check_onnx(path: str | Path, expected: dict[str, str]) -> str | None:
-    """None if ``path`` is a valid export with this metadata; else why it is not."""
+def check_onnx(path: str | Path, expected: dict[str, str], has_density: bool = False) -> str | None:
+    """None if ``path`` is a valid export with this metadata (and a density output when
+    ``has_density``); else why it is not."""
     import onnx
 
     path = Path(path)
@@ -166,7 +171,7 @@ def check_onnx(path: str | Path, expected: dict[str, str]) -> str | None:
         return f"not a valid ONNX file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     names_in = [i.name for i in model.graph.input]
     names_out = [o.name for o in model.graph.output]
-    if names_in != [INPUT_NAME] or names_out != list(OUTPUT_NAMES):
+    if names_in != [INPUT_NAME] or names_out != list(output_names(has_density)):
         return f"inputs {names_in} / outputs {names_out} are not the uncertainty graph's"
     meta = {p.key[len(_META_PREFIX):]: p.value for p in model.metadata_props
             if p.key.startswith(_META_PREFIX)}
@@ -184,8 +189,9 @@ def ensure_onnx(model_dir: str | Path, precision: str = "fp32",
     path = onnx_path(model_dir, precision)
     key = path.name.split("-")[0]
     expected = {"model_id": key, "graph_version": GRAPH_VERSION, "precision": precision}
+    has_density = read_manifest(model_dir).density is not None
     if path.exists():
-        reason = check_onnx(path, expected)
+        reason = check_onnx(path, expected, has_density)
         if reason is None:
             log.debug("engine: reusing %s", path)
             return path
@@ -196,7 +202,7 @@ def ensure_onnx(model_dir: str | Path, precision: str = "fp32",
         man = read_manifest(model_dir)
     export_onnx(graph, path, man.input_size, precision, {"model_id": key})
     _remove_stale(path.parent, key)
-    reason = check_onnx(path, expected)
+    reason = check_onnx(path, expected, has_density)
     if reason is not None:  # an export that fails its own check is a bug, not user error
         raise ModelError(f"{path}: freshly exported file is invalid: {reason}")
     return path

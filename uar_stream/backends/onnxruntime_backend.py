@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from uar_stream.backends.base import BatchedEngine, EnsembleOutput
-from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES
+from uar_stream.backends.graph import INPUT_NAME
 from uar_stream.errors import ConfigError, ModelError
 
 log = logging.getLogger("uar_stream.engine")
@@ -71,8 +71,11 @@ class OnnxRuntimeEngine(BatchedEngine):
         except Exception as e:  # noqa: BLE001 - ort raises its own exception types
             raise ModelError(f"{self.onnx_path}: onnxruntime cannot load it "
                              f"({str(e).splitlines()[0]}); delete it to rebuild") from None
+        # The file says which outputs it has (a model with a density file adds ``density``).
+        self.output_names = [o.name for o in self.session.get_outputs()]
         self.device = device
         self.name = "onnxruntime" + ("-cuda" if device == "cuda" else "")
 
     def _infer(self, batch: np.ndarray) -> EnsembleOutput:
-        return EnsembleOutput(*self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch}))
+        outs = self.session.run(self.output_names, {INPUT_NAME: batch})
+        return EnsembleOutput(**dict(zip(self.output_names, outs, strict=True)))

@@ -26,7 +26,7 @@ import numpy as np
 
 from uar_stream.backends.base import BatchedEngine, EnsembleOutput
 from uar_stream.backends.export import artifact_key, cache_dir, ensure_onnx, publish
-from uar_stream.backends.graph import INPUT_NAME, OUTPUT_NAMES
+from uar_stream.backends.graph import DENSITY_OUTPUT, INPUT_NAME, output_names
 from uar_stream.errors import ConfigError, ModelError
 
 log = logging.getLogger("uar_stream.engine")
@@ -153,12 +153,14 @@ class TensorRTEngine(BatchedEngine):
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream(self.device)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        if sorted(names) != sorted((INPUT_NAME, *OUTPUT_NAMES)):
+        # A model with a density file has one more output (the plan says which it was built from).
+        self.output_names = output_names(DENSITY_OUTPUT in names)
+        if sorted(names) != sorted((INPUT_NAME, *self.output_names)):
             raise ModelError(f"{self.plan_file}: tensors {names} are not the uncertainty graph's")
         shapes = {INPUT_NAME: (max_batch, 1, input_size, input_size),
                   "mean_probs": (max_batch, num_classes), "total": (max_batch,),
                   "aleatoric": (max_batch,), "epistemic": (max_batch,),
-                  "member_probs": (max_batch, members, num_classes)}
+                  "member_probs": (max_batch, members, num_classes), DENSITY_OUTPUT: (max_batch,)}
         self._device_buf: dict[str, torch.Tensor] = {}
         self._host_buf: dict[str, torch.Tensor] = {}
         for name in names:
@@ -181,11 +183,11 @@ class TensorRTEngine(BatchedEngine):
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise ModelError(f"{self.plan_file}: TensorRT execution failed")
             # Rows are the leading dimension, so the first n rows are a contiguous prefix.
-            for name in OUTPUT_NAMES:
+            for name in self.output_names:
                 self._host_buf[name][:n].copy_(self._device_buf[name][:n], non_blocking=True)
         self.stream.synchronize()
-        return EnsembleOutput(*(self._host_buf[name][:n].float().numpy().copy()
-                                for name in OUTPUT_NAMES))
+        return EnsembleOutput(**{name: self._host_buf[name][:n].float().numpy().copy()
+                                 for name in self.output_names})
 
 
 def _torch_dtype(trt, dt):

@@ -46,6 +46,7 @@ class TorchEngine(BatchedEngine):
             torch.set_num_threads(threads)  # process-wide: torch has no per-module setting
         self.graph = graph.to(self.device).eval()
         self.members, self.num_classes = members, num_classes
+        self.output_names = self.graph.output_names
         self.max_batch, self.input_size = max_batch, input_size
         self.precision = precision
         self.dtype = _DTYPES[precision]
@@ -72,4 +73,5 @@ class TorchEngine(BatchedEngine):
             outs = self.runner(x)
         else:
             outs = self._forward(x.to(self.device))
-        return EnsembleOutput(*(o.float().cpu().numpy() for o in outs))
+        arrays = (o.float().cpu().numpy() for o in outs)
+        return EnsembleOutput(**dict(zip(self.graph.output_names, arrays, strict=True)))

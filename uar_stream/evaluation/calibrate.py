@@ -1,7 +1,11 @@
 """``uar-stream calibrate``: routing thresholds fitted to target rates on in-distribution faces.
 
-tau_epistemic: the (1 - id_reject) quantile of epistemic uncertainty on clean faces, so that
-  ``epistemic > tau_epistemic`` rejects ``id_reject`` of them as out-of-distribution.
+OOD gate (``routing.ood_gate``), fitted so that it rejects ``id_reject`` of the clean faces:
+  mutual_information: tau_epistemic is the (1 - id_reject) quantile of epistemic uncertainty;
+  density: tau_density is the (1 - id_reject) quantile of the density score;
+  either: both at the one common quantile for which their OR rejects ``id_reject``.
+  The threshold of a signal the gate does not use is set at its own (1 - id_reject) quantile,
+  so switching the gate later stays sensible.
 tau_aleatoric: among faces that pass the epistemic gate (the router checks it first), either
   - flag a stated share of all faces as ambiguous (``ambiguous_rate``), or
   - flag as many faces as possible while at least ``ambiguous_precision`` of the flagged ones
@@ -18,22 +22,46 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from uar_stream.version import __version__
 from uar_stream.config import AnalyzerConfig, load_config
-from uar_stream.errors import ConfigError, DataError, SinkError
-from uar_stream.labels import emotion_rows
 from uar_stream.datasets.ferplus import FaceSet, load_npz
+from uar_stream.errors import ConfigError, DataError, SinkError
 from uar_stream.evaluation.evaluate import ambiguous_mask
+from uar_stream.evaluation.gates import either_thresholds
 from uar_stream.evaluation.predict import Predictor
 from uar_stream.evaluation.retention import threshold_for_rate
+from uar_stream.labels import emotion_rows
+from uar_stream.version import __version__
 
 
 @dataclass
 class Thresholds:
+    """Fitted routing thresholds, the targets asked for and the rates achieved."""
+
     tau_epistemic: float
     tau_aleatoric: float
     targets: dict
     achieved: dict
+    ood_gate: str = "mutual_information"
+    tau_density: float | None = None
+
+
+def gate_thresholds(epistemic: np.ndarray, density: np.ndarray | None, gate: str,
+                    id_reject: float) -> tuple[float, float | None, np.ndarray]:
+    """(tau_epistemic, tau_density or None, passed mask) of ``gate`` rejecting ``id_reject`` of
+    these in-distribution faces."""
+    if density is None:
+        gate = "mutual_information"  # what the router does without a density file
+    tau_e = threshold_for_rate(epistemic, id_reject)
+    tau_d = None if density is None else threshold_for_rate(density, id_reject)
+    if gate == "either":
+        tau_e, tau_d, _ = either_thresholds(epistemic, density, id_reject)
+    if gate == "mutual_information":
+        passed = epistemic <= tau_e
+    elif gate == "density":
+        passed = density <= tau_d
+    else:
+        passed = (epistemic <= tau_e) & (density <= tau_d)
+    return float(tau_e), None if tau_d is None else float(tau_d), passed
 
 
 def tau_for_precision(scores: np.ndarray, positive: np.ndarray, precision: float,
@@ -58,13 +86,16 @@ def tau_for_precision(scores: np.ndarray, positive: np.ndarray, precision: float
 
 def fit(epistemic: np.ndarray, aleatoric: np.ndarray, disagreed: np.ndarray | None,
         id_reject: float, ambiguous_rate: float | None = None,
-        ambiguous_precision: float | None = None) -> Thresholds:
+        ambiguous_precision: float | None = None, density: np.ndarray | None = None,
+        ood_gate: str = "mutual_information") -> Thresholds:
     """Thresholds from per-face uncertainties (N,) of clean in-distribution faces.
-    ``disagreed`` (N,) bool marks faces the annotators disagreed on (None: no votes)."""
+    ``disagreed`` (N,) bool marks faces the annotators disagreed on (None: no votes);
+    ``density`` (N,): the density scores (None: the model has none)."""
     n = len(epistemic)
-    tau_e = threshold_for_rate(epistemic, id_reject)
-    passed = epistemic <= tau_e
-    targets: dict = {"id_false_reject": id_reject}
+    if density is None:
+        ood_gate = "mutual_information"  # what the router does without a density file
+    tau_e, tau_d, passed = gate_thresholds(epistemic, density, ood_gate, id_reject)
+    targets: dict = {"id_false_reject": id_reject, "ood_gate": ood_gate}
     if ambiguous_precision is not None:
         if disagreed is None:
             raise DataError("--ambiguous-precision needs annotator votes in the data ('votes')")
@@ -90,7 +121,7 @@ def fit(epistemic: np.ndarray, aleatoric: np.ndarray, disagreed: np.ndarray | No
         achieved["ambiguous_precision"] = float(disagreed[flagged].mean()) if flagged.any() else None
         achieved["ambiguous_recall"] = (float(flagged[disagreed].mean()) if disagreed.any() else None)
         achieved["disagreed_share"] = float(disagreed.mean())
-    return Thresholds(float(tau_e), float(tau_a), targets, achieved)
+    return Thresholds(float(tau_e), float(tau_a), targets, achieved, ood_gate, tau_d)
 
 
 def load_faces(path: Path) -> tuple[FaceSet, np.ndarray | None, dict]:
@@ -115,9 +146,20 @@ def load_faces(path: Path) -> tuple[FaceSet, np.ndarray | None, dict]:
                                               "dropped_unknown_or_nf": int((~keep).sum())}
 
 
+def _round_up(x: float, nd: int = 9) -> float:
+    """``x`` to ``nd`` decimals for the YAML (finer than float32 steps), never below ``x``: the
+    routers reject strictly above a threshold, and scores tie (float32), so a threshold rounded
+    down would reject the faces that sit exactly on it."""
+    r = round(x, nd)
+    return r if r >= x else round(r + 10 ** -nd, nd)
+
+
 def calibrate(data: Path, out: Path, model: Path, config: str | None, id_reject: float,
               ambiguous_rate: float | None, ambiguous_precision: float | None,
-              cache: Path | None = None) -> tuple[AnalyzerConfig, Thresholds, dict]:
+              cache: Path | None = None, ood_gate: str | None = None
+              ) -> tuple[AnalyzerConfig, Thresholds, dict]:
+    """Fit the thresholds on ``data`` and write a full config to ``out`` (module docstring);
+    ``ood_gate`` None: the base config's ``routing.ood_gate``."""
     for name, v in (("--id-reject", id_reject), ("--ambiguous-rate", ambiguous_rate),
                     ("--ambiguous-precision", ambiguous_precision)):
         if v is not None and not 0.0 < v < 1.0:
@@ -127,11 +169,16 @@ def calibrate(data: Path, out: Path, model: Path, config: str | None, id_reject:
         raise DataError(f"{data}: only {len(faces)} usable faces; calibration needs at least 20")
     pred = Predictor(model, cache)
     scores = pred.predict(faces.images)
+    dens = None if scores.density is None else scores.density.astype(np.float64)
+    gate = ood_gate or load_config(config).routing.ood_gate
     th = fit(scores.epistemic.astype(np.float64), scores.aleatoric.astype(np.float64), disagreed,
-             id_reject, ambiguous_rate, ambiguous_precision)
-    cfg = load_config(config, {"routing.tau_epistemic": round(th.tau_epistemic, 6),
-                               "routing.tau_aleatoric": round(th.tau_aleatoric, 6),
-                               "model.path": str(model)})
+             id_reject, ambiguous_rate, ambiguous_precision, dens, gate)
+    overrides = {"routing.tau_epistemic": _round_up(th.tau_epistemic),
+                 "routing.tau_aleatoric": _round_up(th.tau_aleatoric),
+                 "routing.ood_gate": th.ood_gate, "model.path": str(model)}
+    if th.tau_density is not None:
+        overrides["routing.tau_density"] = _round_up(th.tau_density)
+    cfg = load_config(config, overrides)
     section = {
         "data": str(data), "data_sha256": faces.sha256, "data_rows": info["rows"],
         "faces_used": len(faces), "model": str(model), "model_id": pred.model_id,

@@ -20,8 +20,11 @@ from tqdm import tqdm
 
 from uar_stream import metrics
 from uar_stream.datasets.ferplus import load_npz
-from uar_stream.evaluation.corruptions import CORRUPTIONS, SEVERITIES
+from uar_stream.evaluation import separation
+from uar_stream.evaluation.corruptions import CORRUPTIONS, SEVERITIES, VALIDATION
+from uar_stream.evaluation.gates import GateScorer
 from uar_stream.evaluation.predict import CPU_ENGINES, Predictor, Scores, SetScorer
+from uar_stream.evaluation.protocols import PROTOCOLS, set_names
 from uar_stream.evaluation.retention import retention_curve
 from uar_stream.evaluation.sets import RESAMPLE, generate, set_key
 from uar_stream.labels import emotion_rows, majority_label, vote_entropy
@@ -48,6 +51,8 @@ class EvalOptions:
     limit: int = 0
     cache: Path | None = None
     corruptions: tuple[str, ...] = CORRUPTIONS
+    #: The held-out corruptions every choice is made on (never the test ``corruptions``).
+    validation: tuple[str, ...] = VALIDATION
     severities: tuple[int, ...] = SEVERITIES
     # Severities the LDL baseline is run on. None: the highest only, which is all its claims
     # need (disagreement on clean faces; rejection and retention at the top severity); it
@@ -96,9 +101,13 @@ def collect_scores(opts: EvalOptions, images: np.ndarray, predictors: dict[str, 
     """Scores of every model on the clean faces and on its corrupted sets (the LDL model only
     at ``ldl_severities``). Returns ({model: Scores}, {model: {(name, severity): Scores}})."""
     key = set_key(images, opts.seed)
-    sids = [(c, s) for c in opts.corruptions for s in opts.severities] + [(RESAMPLE, 0)]
+    # Both protocols' sets (the 224 ones are shared) of the test and validation corruptions.
+    names = set_names(tuple(opts.corruptions) + tuple(opts.validation))
+    sids = [(n, s) for n in names for s in opts.severities] + [(RESAMPLE, 0)]
+    # The LDL baseline is measured as the paper measured it: paper sets of the test corruptions.
     wanted = {m: set(sids) if m != "ldl" else
-              {sid for sid in sids if sid[1] in ldl_severities(opts)} for m in predictors}
+              {sid for sid in sids if sid[1] in ldl_severities(opts) and sid[0] in opts.corruptions}
+              for m in predictors}
     t = time.perf_counter()
     clean = {m: p.cached(key, "clean") or p.predict(images, key, "clean") for m, p in predictors.items()}
     corrupted, need = _cached_sets(predictors, key, sids, wanted)
@@ -254,7 +263,9 @@ def run(opts: EvalOptions) -> tuple[dict, dict]:
         **_calibration(c, labels),
         **_uncertainty_sections(opts, c, cor, sp),
         "retention": _retention_section(opts, c, cor, amb),
+        **_separation_sections(opts, predictors["model"], c, cor, labels, disagreement, amb, sp),
         "corruptions": list(opts.corruptions),
+        "validation_corruptions": list(opts.validation),
         "severities": list(opts.severities),
         "seed": opts.seed,
         "bootstrap_resamples": opts.bootstrap,
@@ -271,10 +282,34 @@ def run(opts: EvalOptions) -> tuple[dict, dict]:
     return report, arrays
 
 
+def _separation_sections(opts: EvalOptions, predictor: Predictor, c: Scores, cor: dict, labels,
+                         disagreement, amb, sp) -> dict:
+    """Protocol v2: the shift tables of both protocols, a section per gate, the default gate
+    chosen on validation and the decomposition temperature study (separation.py)."""
+    inp = separation.Inputs(c, cor, labels, disagreement, amb, tuple(opts.corruptions),
+                            tuple(opts.validation), tuple(opts.severities), sp)
+    gs = GateScorer(c)
+    tables = {p: separation.shift_table(inp, gs, p, inp.test + inp.validation) for p in PROTOCOLS}
+    gates, default = separation.gate_sections(inp, tables)
+    man = predictor.manifest
+    return {
+        "protocols": {p: {"corruptions": {k: v for k, v in tables[p].items() if k in inp.test},
+                          "validation": {k: v for k, v in tables[p].items() if k in inp.validation}}
+                      for p in PROTOCOLS},
+        "gates": gates,
+        "default_gate": default,
+        "decomposition_temperature": {
+            "used": man.uncertainty_temperature, "calibration": man.temperature,
+            "validation": separation.temperature_study(inp, man.uncertainty_temperature, man.temperature)},
+    }
+
+
 def _model_info(path: Path, predictor: Predictor) -> dict:
     man = predictor.manifest
     return {"path": str(path), "id": predictor.model_id, "members": man.members,
             "backbone": man.backbone, "temperature": man.temperature,
+            "decomposition_temperature": man.uncertainty_temperature,
+            "density": man.density is not None,
             "engine": getattr(predictor._engine, "name", "cached predictions")}
 
 

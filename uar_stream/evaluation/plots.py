@@ -104,3 +104,32 @@ def reliability_diagram(confidence: list, accuracy: list, count: list, ece: floa
     ax.set_title(f"ECE {ece:.3f} (15 bins)" if ece is not None else "ECE n/a", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
+
+
+GATE_LABELS = {"mutual_information": "mutual information (paper)", "density": "feature density",
+               "either": "either (OR)"}
+
+
+def gate_retention_curves(gates: dict, default: str, path: Path) -> Path:
+    """Per gate, ambiguous clean faces kept (solid) and all clean faces rejected (dotted) against
+    the OOD rejection rate (native protocol, test corruptions), with total entropy's retention."""
+    fig, ax = plt.subplots(figsize=(5.8, 4.4))
+    base = None
+    for name, sec in gates.items():
+        curve = sec["retention"]["curve"]
+        rates = [row["rate"] for row in curve]
+        nan = lambda v: np.nan if v is None else v  # noqa: E731
+        label = GATE_LABELS.get(name, name) + (" [default]" if name == default else "")
+        line, = ax.plot(rates, [nan(row["kept"]) for row in curve], marker="o", ms=3, label=label)
+        ax.plot(rates, [nan(row["clean_rejection"]) for row in curve], ls=":", color=line.get_color())
+        base = (rates, [nan(row["total_entropy_kept"]) for row in curve])
+    if base:
+        ax.plot(*base, color="grey", marker="x", ms=3, label="total entropy (one score)")
+    ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("OOD rejection rate (severity-5 test corruptions, native protocol)")
+    ax.set_ylabel("solid: ambiguous faces kept; dotted: clean faces rejected")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

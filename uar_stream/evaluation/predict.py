@@ -8,21 +8,28 @@ from pathlib import Path
 import numpy as np
 
 from uar_stream.backends import create_engine
-from uar_stream.model.store import model_id, read_manifest
-from uar_stream.model.preprocess import prepare_batch
 from uar_stream.evaluation.sets import save_atomic
+from uar_stream.model.preprocess import prepare_batch
+from uar_stream.model.store import model_id, read_manifest
 
 _FIELDS = ("mean_probs", "total", "aleatoric", "epistemic")
+#: Stored too when the engine gives them: the density score, and the members' probabilities
+#: (at the decomposition temperature) so other temperatures can be studied without rerunning.
+_OPTIONAL = ("density", "member_probs")
 
 
 @dataclass
 class Scores:
-    """Per-face ensemble outputs. mean_probs (N, C); total, aleatoric, epistemic (N,) in nats."""
+    """Per-face ensemble outputs. mean_probs (N, C); total, aleatoric, epistemic (N,) in nats;
+    density (N,) (None without a density file); member_probs (N, M, C) (None in caches of
+    older versions)."""
 
     mean_probs: np.ndarray
     total: np.ndarray
     aleatoric: np.ndarray
     epistemic: np.ndarray
+    density: np.ndarray | None = None
+    member_probs: np.ndarray | None = None
 
     @property
     def max_softmax_score(self) -> np.ndarray:
@@ -30,6 +37,7 @@ class Scores:
         return 1.0 - self.mean_probs.max(1)
 
     def score(self, name: str) -> np.ndarray:
+        """A per-face score by name: a field, or ``max_softmax``."""
         return self.max_softmax_score if name == "max_softmax" else getattr(self, name)
 
 
@@ -53,6 +61,7 @@ class Predictor:
 
     @property
     def engine(self):
+        """The engine (built on first use)."""
         if self._engine is None:  # built lazily: a fully cached rerun never needs it
             device = "cpu" if self.backend != "auto" else "auto"
             self._engine = create_engine(self.model_dir, self.backend, device, max_batch=self.batch,
@@ -63,24 +72,29 @@ class Predictor:
         return self.cache_dir / set_key / f"{name}.npz" if self.cache_dir else None
 
     def cached(self, set_key: str, name: str) -> Scores | None:
+        """The cached Scores of this set, or None (missing, unreadable, or older than the model's outputs)."""
         path = self._path(set_key, name)
         if path is None or not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as d:
-                return Scores(*(d[f] for f in _FIELDS))
+                got = Scores(*(d[f] for f in _FIELDS), **{f: d[f] for f in _OPTIONAL if f in d.files})
         except (OSError, KeyError, ValueError):
             return None
+        if self.manifest.density is not None and got.density is None:
+            return None  # written before the model had its density output
+        return got
 
     def predict(self, images: np.ndarray, set_key: str | None = None, name: str | None = None) -> Scores:
         """uint8 (N, S, S) faces -> Scores; stored in the cache when a key and name are given."""
         parts = [self.engine.infer(prepare_batch(images[i:i + self.batch]))
                  for i in range(0, len(images), self.batch)]
-        s = Scores(*(np.concatenate([getattr(p, f) for p in parts]).astype(np.float32)
-                     for f in _FIELDS))
+        cat = {f: np.concatenate([getattr(p, f) for p in parts]).astype(np.float32)
+               for f in _FIELDS + _OPTIONAL if all(getattr(p, f) is not None for p in parts)}
+        s = Scores(**cat)
         path = self._path(set_key, name) if set_key and name else None
         if path is not None:
-            save_atomic(path, **{f: getattr(s, f) for f in _FIELDS})
+            save_atomic(path, **cat)
         return s
 
 
@@ -114,6 +128,7 @@ class SetScorer:
         return _worker_predictors[k]
 
     def __call__(self, sid, images: np.ndarray) -> dict:
+        """Score one built set with every model it still needs: {"scores": {model: Scores}, "cpu_s"}."""
         t = time.process_time()
         scores = {m: self._predictor(m).predict(images, self.set_key, f"{sid[0]}_s{sid[1]}")
                   for m in self.todo[sid]}

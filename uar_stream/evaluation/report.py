@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from uar_stream.errors import SinkError
-from uar_stream.evaluation import plots
+from uar_stream.evaluation import plots, report_separation
 
 #: The reference figures (DINOv2 ensemble, in the paper) that the report compares against.
 REFERENCE = {
@@ -39,6 +39,9 @@ def write(report: dict, arrays: dict, out: Path) -> dict[str, Path]:
             report["reliability"]["confidence"], report["reliability"]["accuracy"],
             report["reliability"]["count"], report["ece"], out / "reliability.png"),
     }
+    if report.get("gates"):
+        files["gate_retention"] = plots.gate_retention_curves(report["gates"], report["default_gate"],
+                                                              out / "gate_retention.png")
     np.savez_compressed(out / "faces.npz", **arrays)
     files["faces"] = out / "faces.npz"
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -167,8 +170,9 @@ def _control_sentence(ctl: float | None) -> str:
 def markdown(r: dict) -> str:
     """report.md: the reading, the headline table, cross-sensitivity, per-corruption AUROC,
     retention and calibration, with the plots ``write`` saves beside it."""
-    sections = (_md_header, _md_headline, _md_cross_sensitivity, _md_per_corruption, _md_retention,
-                _md_notes)
+    sections = (_md_header, _md_headline, report_separation.temperature_lines,
+                report_separation.gate_lines, _md_cross_sensitivity, _md_per_corruption, _md_retention,
+                report_separation.shift_lines, _md_notes)
     return "\n".join(line for section in sections for line in section(r)) + "\n"
 
 

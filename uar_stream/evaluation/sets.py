@@ -25,6 +25,7 @@ from uar_stream.evaluation.corruptions import (
     images_key,
     resample_only,
 )
+from uar_stream.evaluation.protocols import parse_set_name
 
 log = logging.getLogger("uar_stream.evaluation")
 
@@ -46,7 +47,8 @@ def set_path(cache_dir: Path, key: str, sid: SetId) -> Path:
 def _build(images: np.ndarray, sid: SetId, seed: int) -> np.ndarray:
     if sid[0] == RESAMPLE:
         return resample_only(images)
-    return corrupt_faces(images, sid[0], sid[1], seed)
+    name, native = parse_set_name(sid[0])
+    return corrupt_faces(images, name, sid[1], seed, native=native)
 
 
 @dataclass

@@ -91,6 +91,11 @@ class FusedCnn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, M, C); the two input layouts are in the class docstring."""
+        return self.logits_and_features(x)[0]
+
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, M, C), penultimate features (B, M, D)): D is the last stage's width, the
+        pooled activations the head reads (what the feature-density score is fitted on)."""
         if x.shape[1] == 1 and self.members > 1:
             # Every member sees the same face: the grouped stem (one input channel per group)
             # is then one plain conv over the shared channel, with the same weight tensor.
@@ -102,9 +107,11 @@ class FusedCnn(nn.Module):
         else:
             x = self.stem(x)
         x = self.stages(x)
-        x = F.adaptive_avg_pool2d(x, 1)
-        x = self.head(self.dropout(x))
-        return x.reshape(x.shape[0], self.members, self.num_classes)
+        pooled = F.adaptive_avg_pool2d(x, 1)
+        logits = self.head(self.dropout(pooled))
+        b = x.shape[0]
+        return (logits.reshape(b, self.members, self.num_classes),
+                pooled.reshape(b, self.members, -1))
 
 
 def split_members(state: dict[str, torch.Tensor], members: int) -> list[dict[str, torch.Tensor]]:

@@ -15,8 +15,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from uar_stream.errors import ModelError
-from uar_stream.model.fused_cnn import CnnArch, FusedCnn, join_members
 from uar_stream.labels import CLASSES
+from uar_stream.model.fused_cnn import CnnArch, FusedCnn, join_members
 
 MANIFEST = "manifest.json"
 FORMAT = "uar-stream-ensemble/1"
@@ -38,12 +38,34 @@ class Manifest:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     format: str = FORMAT
+    #: Temperature the uncertainties are decomposed at (``temperature`` only calibrates the
+    #: displayed probabilities). None: at ``temperature``, as models written before the field
+    #: existed were; ``uar-stream fit-density`` writes 1.0 (docs/evaluation.md says why).
+    decomposition_temperature: float | None = None
+    #: The feature-density statistics: {"file", "sha256", "fit": {...}}; None: the model has none.
+    density: dict | None = None
+
+    @property
+    def uncertainty_temperature(self) -> float:
+        """The temperature the engine decomposes the members' predictions at."""
+        t = self.decomposition_temperature
+        return float(self.temperature if t is None else t)
+
+    def to_dict(self) -> dict:
+        """The manifest as written; fields added later are left out while None, so the files
+        (and the ids) of models written before them do not change."""
+        return {k: v for k, v in self.__dict__.items() if not (k in _OPTIONAL and v is None)}
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=2, sort_keys=False)
+        """The manifest file's text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+
+_OPTIONAL = ("decomposition_temperature", "density")
 
 
 def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -52,6 +74,7 @@ def file_sha256(path: Path) -> str:
 
 
 def read_manifest(model_dir: str | Path) -> Manifest:
+    """Read and check ``<model_dir>/manifest.json``; ModelError names the file and the problem."""
     model_dir = Path(model_dir)
     path = model_dir / MANIFEST
     if not model_dir.is_dir():
@@ -72,7 +95,25 @@ def read_manifest(model_dir: str | Path) -> Manifest:
         raise ModelError(f"{path}: 'members' is {man.members} but {len(man.files)} weight files are listed")
     if len(man.classes) < 2:
         raise ModelError(f"{path}: 'classes' must list at least 2 classes")
+    t = man.decomposition_temperature
+    if t is not None and not (isinstance(t, (int, float)) and 0.05 <= t <= 20.0):
+        raise ModelError(f"{path}: 'decomposition_temperature' is {t!r}; allowed: a number in 0.05-20")
+    if man.density is not None and not (isinstance(man.density, dict) and "file" in man.density
+                                        and "sha256" in man.density):
+        raise ModelError(f"{path}: 'density' must name its 'file' and 'sha256'")
     return man
+
+
+def density_path(model_dir: str | Path, man: Manifest, verify_hash: bool = True) -> Path | None:
+    """The model's density file, hash-checked; None when the manifest names none."""
+    if man.density is None:
+        return None
+    path = Path(model_dir) / man.density["file"]
+    if not path.is_file():
+        raise ModelError(f"density file not found: {path}")
+    if verify_hash and file_sha256(path) != man.density["sha256"]:
+        raise ModelError(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
+    return path
 
 
 def write_member(path: Path, state: dict[str, torch.Tensor], fp16: bool = True) -> None:
@@ -154,7 +195,7 @@ def model_id(model_dir: str | Path) -> str:
     model_dir = Path(model_dir)
     man = read_manifest(model_dir)
     # canonical JSON: neither indentation nor key order in the file changes the id
-    h = hashlib.sha256(json.dumps(man.__dict__, sort_keys=True, separators=(",", ":")).encode())
+    h = hashlib.sha256(json.dumps(man.to_dict(), sort_keys=True, separators=(",", ":")).encode())
     for name in man.files:
         path = model_dir / name
         if not path.is_file():
@@ -163,4 +204,7 @@ def model_id(model_dir: str | Path) -> str:
         if name in man.sha256 and digest != man.sha256[name]:
             raise ModelError(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
         h.update(digest.encode())
+    dens = density_path(model_dir, man)  # checked against its manifest hash (which is hashed above)
+    if dens is not None:
+        h.update(file_sha256(dens).encode())
     return h.hexdigest()[:MODEL_ID_LENGTH]

@@ -23,11 +23,26 @@ def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
     return -(p * np.log(np.clip(p, _EPS, None))).sum(axis=axis)
 
 
-def decompose(member_probs: np.ndarray) -> EnsembleOutput:
-    """member_probs (B, M, C) -> EnsembleOutput (float64 uncertainties; member_probs as given)."""
+def at_temperature(member_probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities softmax(z) -> softmax(z / T) (float64): p^(1/T), renormalised."""
+    logp = np.log(np.clip(np.asarray(member_probs, np.float64), 1e-300, None)) / float(temperature)
+    logp -= logp.max(axis=-1, keepdims=True)
+    q = np.exp(logp)
+    return q / q.sum(axis=-1, keepdims=True)
+
+
+def decompose(member_probs: np.ndarray, temperature: float = 1.0) -> EnsembleOutput:
+    """member_probs (B, M, C) -> EnsembleOutput (float64 uncertainties).
+
+    ``temperature``: the decomposition temperature (manifest ``decomposition_temperature``)
+    relative to the one ``member_probs`` were computed at; 1.0 (default) decomposes them as
+    given. An engine's ``member_probs`` already are at the model's decomposition temperature,
+    so ``decompose(out.member_probs)`` reproduces its total / aleatoric / epistemic."""
     p = np.asarray(member_probs, dtype=np.float64)
     if p.ndim != 3:
         raise ValueError(f"member_probs must be (B, M, C), got shape {p.shape}")
+    if temperature != 1.0:
+        p = at_temperature(p, temperature)
     mean = p.mean(axis=1)
     total = entropy(mean)
     aleatoric = entropy(p).mean(axis=1)

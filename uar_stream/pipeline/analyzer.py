@@ -14,14 +14,14 @@ import numpy as np
 from uar_stream.backends import Engine, create_engine
 from uar_stream.config import AnalyzerConfig, SourceConfig, load_config
 from uar_stream.errors import ModelError
-from uar_stream.flow import Event, FaceBatch, FaceResult, Route, Sink, StreamResult
+from uar_stream.flow import Event, FaceBatch, FaceResult, Sink, StreamResult
 from uar_stream.model.locate import resolve_model_path
 from uar_stream.model.preprocess import INPUT_SIZE, prepare_batch
 from uar_stream.model.store import model_id, read_manifest
 from uar_stream.pipeline.faces import FaceDetector, align_face, to_bgr
 from uar_stream.pipeline.overlay import Overlay
 from uar_stream.pipeline.quality import QualityGates
-from uar_stream.pipeline.routing import Router
+from uar_stream.pipeline.routing import router_for
 from uar_stream.pipeline.sources import as_image, warn_detection_limits
 from uar_stream.pipeline.stream import FrameStream, StreamHandle
 from uar_stream.pipeline.tracking import FaceTracker
@@ -51,7 +51,7 @@ class Analyzer:
         self.engine = engine or create_engine(self.model_dir, e.backend, e.device, e.precision,
                                               e.max_batch, e.threads)
         self.classes = tuple(self.manifest.classes)
-        self.router = Router(config.routing.tau_epistemic, config.routing.tau_aleatoric)
+        self.router = router_for(config.routing, self.manifest.density is not None, self.model_dir)
         self.overlay = Overlay(config.overlay, config.routing)
         self.quality = QualityGates(config.quality)
         self._local = threading.local()
@@ -117,14 +117,14 @@ class Analyzer:
                 probs = out.mean_probs[i]
                 k = int(np.argmax(probs))
                 aleatoric, epistemic = float(out.aleatoric[i]), float(out.epistemic[i])
-                route = self.router.route(aleatoric, epistemic)
-                why = "epistemic" if route is Route.OUT_OF_DISTRIBUTION else None
+                density = None if out.density is None else float(out.density[i])
+                route, why = self.router.decide(aleatoric, epistemic, density)
                 route, why = self.quality.gate(f, b.crops[len(frame_res)], route, why)
                 frame_res.append(FaceResult(
                     box=f.box, landmarks=f.landmarks, detection_score=f.score, probs=probs,
                     label=self.classes[k], confidence=float(probs[k]), aleatoric=aleatoric,
                     epistemic=epistemic, total=float(out.total[i]),
-                    route=route, classes=self.classes, reason=why))
+                    route=route, classes=self.classes, reason=why, density=density))
                 i += 1
             results.append(frame_res)
         return results

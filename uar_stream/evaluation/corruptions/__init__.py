@@ -28,7 +28,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from uar_stream.evaluation.corruptions import blur, digital, noise, weather
+from uar_stream.evaluation.corruptions import blur, digital, noise, validation, weather
 
 #: The 15 ImageNet-C corruption types, in the benchmark's order (noise, blur, weather, digital).
 CORRUPTIONS: tuple[str, ...] = (
@@ -62,6 +62,13 @@ FUNCTIONS: dict[str, Corruption] = {
     "jpeg_compression": digital.jpeg_compression,
 }
 
+#: ImageNet-C's held-out corruptions: every evaluation choice is made on these
+#: (corruptions/validation.py), never on the 15 test types, which are only reported.
+VALIDATION: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+VALIDATION_FUNCTIONS: dict[str, Corruption] = {name: getattr(validation, name) for name in VALIDATION}
+#: Every implemented type (test and validation) -> its implementation.
+ALL_FUNCTIONS: dict[str, Corruption] = {**FUNCTIONS, **VALIDATION_FUNCTIONS}
+
 #: Corruptions that draw other random numbers than the library from the same distribution (so
 #: they are tested for their distribution and strength, not for equality with the library).
 SAME_DISTRIBUTION = frozenset({"shot_noise"})
@@ -91,26 +98,31 @@ def face_seed(seed: int, name: str, index: int) -> int:
     return zlib.crc32(f"{seed}:{name}:{index}".encode()) & 0x7FFFFFFF
 
 
-def corrupt_face(face: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
-    """One uint8 (S, S) gray face -> the corrupted uint8 (S, S) face. Raises ValueError for an
+def corrupt_face(face: np.ndarray, name: str, severity: int, seed: int,
+                 native: bool = False) -> np.ndarray:
+    """One uint8 (S, S) gray face -> the corrupted uint8 (S, S) face: at 224 and back (the
+    paper's protocol), or with ``native`` on the face's own S x S grid (pixel-level types in
+    protocol v2: at 224, area downscaling averages their shift away). Raises ValueError for an
     unknown name or a severity outside 1-5."""
-    fn = FUNCTIONS.get(name)
+    fn = ALL_FUNCTIONS.get(name)
     if fn is None:
-        raise ValueError(f"unknown corruption {name!r}; allowed: {', '.join(CORRUPTIONS)}")
+        raise ValueError(f"unknown corruption {name!r}; allowed: {', '.join(ALL_FUNCTIONS)}")
     if severity not in SEVERITIES:
         raise ValueError(f"severity {severity!r} is out of range; allowed: 1-5")
     np.random.seed(seed)  # the library draws from numpy's global generator
+    if native:
+        return np.uint8(fn(face, severity, seed))
     gray = np.uint8(fn(upscale(face), severity, seed))  # the library truncates the same way
     return downscale(gray, face.shape[0])
 
 
 def corrupt_faces(faces: np.ndarray, name: str, severity: int, seed: int = 0,
-                  start: int = 0) -> np.ndarray:
+                  start: int = 0, native: bool = False) -> np.ndarray:
     """uint8 (N, S, S) -> corrupted uint8 (N, S, S); ``start`` offsets the per-face seeds
-    (a chunk of a larger set)."""
+    (a chunk of a larger set); ``native``: on the faces' own grid (:func:`corrupt_face`)."""
     out = np.empty_like(faces)
     for i, face in enumerate(faces):
-        out[i] = corrupt_face(face, name, severity, face_seed(seed, name, start + i))
+        out[i] = corrupt_face(face, name, severity, face_seed(seed, name, start + i), native)
     return out
 
 

@@ -13,6 +13,7 @@ from uar_stream.evaluation.corruptions.ops import disk, motion_blur_2d, zoom_cro
 
 
 def defocus_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    """A disk kernel of growing radius (the library's defocus)."""
     c = [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)][severity - 1]
     x = np.array(x) / 255.
     return np.clip(cv2.filter2D(x, -1, disk(radius=c[0], alias_blur=c[1])), 0, 1) * 255
@@ -44,6 +45,7 @@ def glass_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
 
 
 def motion_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    """A one-sided Gaussian streak at a random angle (the library's motion blur)."""
     c = [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)][severity - 1]
     angle = np.random.uniform(-45, 45)
     return np.clip(motion_blur_2d(x, radius=c[0], sigma=c[1], angle=angle), 0, 255)

@@ -18,11 +18,13 @@ from uar_stream.evaluation.corruptions.ops import (
 
 
 def brightness(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    """Add c to every value (for R = G = B, the library's HSV round trip does only that)."""
     c = [.1, .2, .3, .4, .5][severity - 1]
     return np.clip(np.clip(np.array(x) / 255. + c, 0, 1), 0, 1) * 255
 
 
 def contrast(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    """Scale the deviations from the face's mean by c."""
     c = [0.4, .3, .2, .1, .05][severity - 1]
     x = np.array(x) / 255.
     means = np.mean(x, axis=(0, 1), keepdims=True)

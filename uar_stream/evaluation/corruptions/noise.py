@@ -25,6 +25,7 @@ def _to_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def gaussian_noise(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    """Additive Gaussian noise, drawn per channel."""
     c = [.08, .12, 0.18, 0.26, 0.38][severity - 1]
     x = _rgb(x)
     return _to_gray(np.clip(x + np.random.normal(size=x.shape, scale=c), 0, 1) * 255)

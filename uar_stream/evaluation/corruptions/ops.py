@@ -194,10 +194,12 @@ def _fixed_point(acc: np.ndarray) -> np.ndarray:
 
 
 def box_resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``PIL.Image.resize((width, height), Image.BOX)`` of a uint8 2-D image: a horizontal then a
-    vertical pass, each rounded to 8 bits as Pillow does. (Pillow 13 runs the vertical pass first
-    when the height shrinks much more than the width, python-pillow/Pillow#9549, so the library's
-    pixelate depends on the Pillow version there; for the square faces here it does not.)"""
+    """``PIL.Image.resize((width, height), Image.BOX)`` of a uint8 2-D image.
+
+    A horizontal then a vertical pass, each rounded to 8 bits as Pillow does. (Pillow 13 runs the
+    vertical pass first when the height shrinks much more than the width, python-pillow/Pillow#9549,
+    so the library's pixelate depends on the Pillow version there; for the square faces here it
+    does not.)"""
     ci, cw = _box_taps(img.shape[1], width)
     rows = _fixed_point((img[:, ci].astype(np.int64) * cw).sum(-1))
     ri, rw = _box_taps(img.shape[0], height)

@@ -120,6 +120,7 @@ def plasma_fractal(mapsize: int = 256, wibbledecay: float = 3) -> np.ndarray:
 
 
 def fog(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    """A plasma-fractal haze added, then the range renormalised (the library's fog)."""
     c = [(1.5, 2), (2., 2), (2.5, 1.7), (2.5, 1.5), (3., 1.4)][severity - 1]
     h, w = x.shape
     x = np.array(x) / 255.

@@ -147,11 +147,15 @@ class DinoV2Member(nn.Module):
 
     def classify(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) pixels -> logits (B, C)."""
+        return self.classify_with_features(pixels)[0]
+
+    def classify_with_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) pixels -> (logits (B, C), the head's input features (B, feature_dim))."""
         tokens = self.backbone(pixel_values=pixels).last_hidden_state  # (B, 1 + S*S/P^2, D)
         feats = tokens[:, 0]
         if self.arch.pool == "cls+mean":
             feats = torch.cat([feats, tokens[:, 1:].mean(dim=1)], dim=-1)
-        return self.head(self.dropout(feats))
+        return self.head(self.dropout(feats)), feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) canonical crops -> logits (B, C)."""
@@ -179,6 +183,12 @@ class DinoV2Ensemble(nn.Module):
             px = self.nets[0].pixels(x)
             return torch.stack([net.classify(px) for net in self.nets], dim=1)
         return torch.stack([net(x[:, m:m + 1]) for m, net in enumerate(self.nets)], dim=1)
+
+    def logits_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, 1, H, W) -> (logits (B, M, C), head-input features (B, M, feature_dim))."""
+        px = self.nets[0].pixels(x)
+        outs = [net.classify_with_features(px) for net in self.nets]
+        return (torch.stack([o[0] for o in outs], dim=1), torch.stack([o[1] for o in outs], dim=1))
 
 
 # --- key layout -----------------------------------------------------------------------------
