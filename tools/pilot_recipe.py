@@ -18,6 +18,7 @@ from uar_stream.training.trainer import TrainConfig, train_ensemble
 
 
 def main(argv=None) -> int:
+    """Train one member per recipe and print their figures side by side."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data/ferplus/train.npz")
     ap.add_argument("--test", default="../shared/data/ferplus/publictest.npz")
@@ -33,14 +34,17 @@ def main(argv=None) -> int:
                else TrainConfig(members=1, epochs=a.epochs, ema_decay=a.ema_decay))
         out = Path(a.out) / recipe
         man = train_ensemble(a.data, a.test, out, cfg, out.with_name(recipe + ".work"))
-        member = json.loads((out.with_name(recipe + ".work") / "member_00" / "metrics.json").read_text())
+        metrics_file = out.with_name(recipe + ".work") / "member_00" / "metrics.json"
+        member = json.loads(metrics_file.read_text())
         rows.append((recipe, man.metrics["ensemble"], member))
-    print("| recipe | accuracy | flip TTA | ECE | Spearman(entropy, vote entropy) | sadness / anger / fear recall |")
+    print("| recipe | accuracy | flip TTA | ECE | Spearman(entropy, vote entropy) "
+          "| sadness / anger / fear recall |")
     print("|---|---|---|---|---|---|")
     for recipe, e, m in rows:
         r = m["recall"]
         print(f"| {recipe} | {e['accuracy']:.4f} | {m['accuracy_flip_tta']:.4f} | {e['ece']:.4f} | "
-              f"{e['spearman_aleatoric_disagreement']:.4f} | {r['sadness']:.3f} / {r['anger']:.3f} / {r['fear']:.3f} |")
+              f"{e['spearman_aleatoric_disagreement']:.4f} | "
+              f"{r['sadness']:.3f} / {r['anger']:.3f} / {r['fear']:.3f} |")
     return 0
 
 

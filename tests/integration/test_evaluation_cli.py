@@ -158,7 +158,7 @@ def test_workers_score_their_sets_with_the_same_figures(ferplus, models, tmp_pat
 
 @pytest.mark.parametrize("option, value, named", [
     ("--corruptions", "rain", ("rain", "gaussian_noise")),  # the bad value and the allowed ones
-    ("--workers", "-1", ("--workers", "one per core")),
+    ("--workers", "-1", ("--workers", "-1", "0 to 256")),
 ])
 def test_evaluate_rejects_a_bad_option_in_one_line(ferplus, models, tmp_path, capsys,
                                                    option, value, named):

@@ -65,7 +65,10 @@ def test_file_every_frame_has_one_event_per_frame_and_drops_nothing(tmp_path, me
     ev = _events(tmp_path / "e.jsonl")
     faces = [e for e in ev if e["event"] == "face"]
     assert [e["frame"] for e in faces] == list(range(72))
-    assert all(e["track_id"] == faces[0]["track_id"] for e in faces)  # one person, one id
+    # one person, one id, given once the track is confirmed (tracking.min_hits frames)
+    hits = an.config.tracking.min_hits
+    assert all("track_id" not in e for e in faces[: hits - 1])
+    assert len({e["track_id"] for e in faces[hits - 1:]}) == 1
     assert s.frames == 72 and s.dropped_frames == 0
     assert read_video_frames(tmp_path / "o.mp4") == (72, (640, 360))
     assert ev[0]["event"] == "run_started" and ev[-1]["event"] == "run_ended"

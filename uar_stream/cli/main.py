@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         handlers.update(importlib.import_module(module, __package__).register(sub))
     for p in sub.choices.values():  # SUPPRESS: absent after the command keeps the value given before it
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:  # a bad option (one line already printed) or --help: an exit code
+        return e.code if isinstance(e.code, int) else 2
     _setup_logging(a.cmd, a.verbose)
     try:
         return handlers[a.cmd](a)

@@ -80,7 +80,8 @@ class LiveView:
             self.faces += len(result.faces)
             for f in result.faces:
                 self.routes[f.route.value] += 1
-            self.fps = result.fps
+            if result.fps is not None:  # none for the first burst of a stream: keep the last rate
+                self.fps = result.fps
             self._latency.append(result.latency_ms)
             for ev in result.events:
                 self._on_event(ev)

@@ -36,7 +36,8 @@ def test_members_then_progress_are_committed_and_nothing_else(repo):
     done = subprocess.Popen([sys.executable, "-c", "pass"])
     done.wait()  # a training process that has already exited: the watcher's final pass
 
-    r = subprocess.run([sys.executable, str(TOOL), "--work", str(work), "--out", str(repo / "engines" / "next"),
+    out = repo / "engines" / "next"
+    r = subprocess.run([sys.executable, str(TOOL), "--work", str(work), "--out", str(out),
                         "--pid", str(done.pid), "--log", str(work / "train.log"), "--interval", "0.1"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
