@@ -57,6 +57,9 @@ class FaceStages(Protocol):
     def release_thread(self) -> None:
         """Close the calling thread's detector (a stream thread calls this on exit)."""
 
+#: Frames whose capture-to-result latency the summary's percentiles cover.
+LATENCY_WINDOW = 100_000
+
 
 class RateMeter:
     """Frames analysed per second of wall time: the frames of the last ``window_s`` seconds
@@ -122,7 +125,9 @@ class FrameStream:
                                self.frame_count, self.policy, self.pipelined, tracker is not None,
                                **(describe or {}))
         self.summary = RunSummary(source=self.source)
-        self.latencies_ms: list[float] = []
+        # The summary's latency percentiles: the last LATENCY_WINDOW frames (exact for files;
+        # bounded memory for a camera that runs for weeks).
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._rate = RateMeter()
         self._pending: list[Event] = []
         self._raw: FrameBuffer | None = None
