@@ -126,3 +126,21 @@ def test_fit_density_matches_the_gaussians_it_was_given():
     np.testing.assert_allclose(dm.precision, np.linalg.inv(cov), atol=0.1)
     s_in, s_out = dm.score(f[:500]), dm.score(f[:500] + 4.0)
     assert 0.5 < np.median(s_in) < 1.1 and np.median(s_out) > 3 * np.median(s_in)
+
+
+def test_density_travels_on_the_flow_types():
+    from uar_stream.flow import EnsembleOutput, FaceResult, Route
+
+    def out(n, dens):
+        z = np.zeros(n, np.float32)
+        return EnsembleOutput(np.zeros((n, 8), np.float32), z, z, z, np.zeros((n, 5, 8), np.float32),
+                              np.arange(n, dtype=np.float32) if dens else None)
+    both = EnsembleOutput.concat([out(2, True), out(3, True)])
+    assert both.density.tolist() == [0, 1, 0, 1, 2]
+    assert EnsembleOutput.concat([out(2, True), out(3, False)]).density is None
+    assert EnsembleOutput.empty(5, 8, density=True).density.shape == (0,)
+    f = FaceResult((0, 0, 1, 1), np.zeros((6, 2)), 0.9, np.full(8, 0.125), "neutral", 0.125, 1.0, 0.01,
+                   1.2, Route.OUT_OF_DISTRIBUTION, reason="density", density=3.14159)
+    d = f.to_dict(probs=False)
+    assert d["density"] == 3.1416 and d["reason"] == "density"
+    assert "density" not in FaceResult(**{**f.__dict__, "density": None}).to_dict()
