@@ -3,7 +3,6 @@ safetensors checkpoints, config validation, and a mid-member resume on real face
 import dataclasses
 import json
 import logging
-import time
 
 import numpy as np
 import pytest
@@ -50,30 +49,6 @@ def test_live_augment_is_seeded_and_strength_zero_is_identity():
     assert torch.equal(live_augment(x, LiveConfig(strength=0), torch.Generator(), PIXEL_MEAN, PIXEL_STD), x)
     weak = live_augment(x, LiveConfig(strength=0.3), torch.Generator().manual_seed(3), PIXEL_MEAN, PIXEL_STD)
     assert (weak - x).abs().mean() < (a - x).abs().mean()
-
-
-def test_live_augment_is_cheap_next_to_a_training_step():
-    # Augmentation must stay a small part of a step; measured side by side with the step
-    # itself so the bound holds on a loaded, shared machine too (here ~15 vs ~170 ms).
-    from uar_stream.model.fused_cnn import CnnArch, FusedCnn
-
-    x, g = _faces(128), torch.Generator().manual_seed(0)
-    net = FusedCnn(1, 8, CnnArch()).to(memory_format=torch.channels_last)
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            net(x.contiguous(memory_format=torch.channels_last)).float().sum().backward()
-
-    def best(f, n=3):
-        f()
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    assert best(lambda: live_augment(x, LiveConfig(), g, PIXEL_MEAN, PIXEL_STD)) < 0.5 * best(step)
 
 
 @pytest.mark.parametrize("kw, msg", [
