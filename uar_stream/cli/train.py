@@ -19,8 +19,10 @@ def _add_train(sub) -> None:
     p.add_argument("--epochs", type=number(int, 1, 10000), help="default: 24 (cnn), 10 (dinov2)")
     p.add_argument("--loss", default="soft", help="soft (vote distribution) or majority")
     p.add_argument("--seed", type=number(int, 0), default=0)
-    p.add_argument("--batch-size", type=number(int, 1, 65536), help="default: 128 (cnn), 64 (dinov2)")
-    p.add_argument("--lr", type=number(float, 1e-9, 10.0), help="peak learning rate; default: 0.1 (cnn, SGD), "
+    p.add_argument("--batch-size", type=number(int, 1, 65536),
+                   help="default: 128 (cnn), 64 (dinov2)")
+    p.add_argument("--lr", type=number(float, 1e-9, 10.0),
+                   help="peak learning rate; default: 0.1 (cnn, SGD), "
                    "1e-4 (dinov2, AdamW; lower layers get less)")
     p.add_argument("--backbone", default="cnn", choices=("cnn", "dinov2"), help="cnn (default) or dinov2")
     p.add_argument("--dinov2-weights", help="local facebook/dinov2-small safetensors (dinov2 backbone)")
