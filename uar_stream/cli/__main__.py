@@ -1,6 +1,6 @@
 """``python -m uar_stream.cli``: the same as ``uar-stream``."""
 import sys
 
-from uar_stream.cli.main import main
+from uar_stream.cli.main import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -6,9 +6,13 @@ stderr carries warnings, errors and (on a terminal) the progress bar; results go
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 
 from uar_stream import quiet
 from uar_stream.cli.options import OneLineParser
@@ -45,6 +49,39 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"uar-stream {a.cmd}: error: {_redact(where)}{why}", file=sys.stderr)
         return 2
+
+
+def entry() -> int:
+    """The ``uar-stream`` program: :func:`main`, then a quiet end. Outputs are final once the
+    command returns, so a late Ctrl-C or SIGTERM (e.g. a second one while the interpreter shuts
+    down its threads) ends the process at once with 128 + signal, not a KeyboardInterrupt
+    traceback from an atexit hook. Not installed by :func:`main` itself: embedders keep theirs."""
+    atexit.register(_ignore_signals_from_here)  # before main() imports the libraries: runs last
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a second signal in the instant the run's own handler is restored
+        code = 130
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_now)
+    return code
+
+
+def _ignore_signals_from_here() -> None:
+    # Registered before any library's hook, so it runs after them all: past this point Python
+    # resets the handlers it set to the default (a late signal would kill with -2) but keeps SIG_IGN.
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _exit_now(signum, _frame) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, RuntimeError, ValueError):  # a closed pipe or a reentrant flush
+            pass
+    os._exit(128 + signum)
 
 
 def _setup_logging(cmd: str, verbose: bool) -> None:
@@ -88,4 +125,4 @@ _QUIET_COMMANDS = ("run",)
 _COMMAND_MODULES = (".run", ".train", ".evaluate", ".engines", ".serve")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -19,9 +19,9 @@ log = logging.getLogger("uar_stream")
 class StopOnSignal:
     """Ctrl-C / SIGTERM call ``on_stop`` once (the loop finishes the frame and finalises the
     outputs); a second one gives up the loop at once (KeyboardInterrupt), but never while
-    ``finalising()`` is true: an interrupted finalisation would leave the video without its
-    index and the log without run_ended, so signals then are counted, and only a third one
-    during it raises. Only on the main thread."""
+    ``finalising()`` is true: an interrupted finalisation (or one frame's hand-out to the
+    sinks) would leave the video without its index, or the sinks disagreeing, so signals then
+    are counted, and only a third one during it raises. Only on the main thread."""
 
     def __init__(self, on_stop: Callable[[], None],
                  finalising: Callable[[], bool] = lambda: False) -> None:
@@ -62,8 +62,9 @@ def run(analyzer: Analyzer, source: str | int | Path, sinks: Sequence[Sink] = ()
     bar = tqdm(total=stream.frame_count or None, unit="frame", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     error: BaseException | None = None
-    # the handler stays for the finalisation too, so a late Ctrl-C cannot cut it short
-    with StopOnSignal(stream.interrupt, finalising=lambda: stream.closing):
+    # the handler stays for the finalisation too, so a late Ctrl-C cannot cut it short, nor
+    # one frame's writing (every sink gets each result, or none does)
+    with StopOnSignal(stream.interrupt, finalising=lambda: stream.closing or stream.writing):
         try:
             for _ in stream:
                 bar.update(1)

@@ -136,6 +136,7 @@ class FrameStream:
         self._t0 = time.perf_counter()
         self._started = False
         self._closed = False
+        self._writing = False  # a result is being counted and handed to the sinks
 
     # -- public ---------------------------------------------------------------------------
     @property
@@ -147,6 +148,12 @@ class FrameStream:
     def closing(self) -> bool:
         """True once ``close()`` has begun: the outputs are being (or have been) finalised."""
         return self._closed
+
+    @property
+    def writing(self) -> bool:
+        """True while a result is counted and handed to the sinks: cutting that short would
+        leave the sinks disagreeing (the event log holding a frame the video lacks)."""
+        return self._writing
 
     @property
     def dropped(self) -> int:
@@ -319,9 +326,13 @@ class FrameStream:
             latency = (time.perf_counter() - frame.captured_at) * 1000.0
             self.latencies_ms.append(latency)
             result = StreamResult(frame, faces, events, latency, self._rate.tick())
-            self.summary.add(result)
-            for s in self.sinks:
-                s.write(result)
+            self._writing = True
+            try:
+                self.summary.add(result)
+                for s in self.sinks:
+                    s.write(result)
+            finally:
+                self._writing = False
             yield result
 
     def _finish_summary(self) -> None:
