@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from uar_stream.errors import ConfigError, UarError
-from uar_stream.serve.cameras import ServeConfig, load_serve_config
+from uar_stream.serve.cameras import ServeConfig, check_key, check_number, load_serve_config, read_config
 
 #: What to install when Ray is missing (the plain install does not pull it).
 INSTALL_HINT = "pip install 'uar-stream[ray]'"
@@ -70,26 +68,18 @@ _RANGES: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _number(key: str, value: Any, lo: Any, hi: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {lo} to {hi}")
-    if isinstance(lo, int) and value != int(value):
-        raise ConfigError(f"{key}: {value!r} must be a whole number")
-    return type(lo)(value)
-
-
 def _placement(cid: str, raw: Any) -> CameraPlacement:
     where = f"ray.cameras.{cid}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping (resources, cpus), got {type(raw).__name__}")
-    unknown = set(raw) - {"resources", "cpus"}
+    unknown = sorted(set(raw) - {"resources", "cpus"})
     if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key; allowed keys: resources, cpus")
+        check_key(where, unknown[0], ("resources", "cpus"))
     res = raw.get("resources") or {}
     if not isinstance(res, dict):
         raise ConfigError(f"{where}.resources: expected a mapping of resource name to amount")
-    resources = {str(k): float(_number(f"{where}.resources.{k}", v, 0.0, 1e9)) for k, v in res.items()}
-    cpus = None if raw.get("cpus") is None else _number(f"{where}.cpus", raw["cpus"], 0.0, 1024.0)
+    resources = {str(k): float(check_number(f"{where}.resources.{k}", v, 0.0, 1e9)) for k, v in res.items()}
+    cpus = None if raw.get("cpus") is None else check_number(f"{where}.cpus", raw["cpus"], 0.0, 1024.0)
     return CameraPlacement(resources, cpus)
 
 
@@ -103,9 +93,8 @@ def parse_options(raw: Any, camera_ids: list[str]) -> ClusterOptions:
     for key, value in raw.items():
         if key == "cameras":
             continue
-        if key not in _RANGES:
-            raise ConfigError(f"ray.{key}: unknown key; allowed keys: {', '.join([*_RANGES, 'cameras'])}")
-        kwargs[key] = _number(f"ray.{key}", value, *_RANGES[key])
+        check_key("ray", key, [*_RANGES, "cameras"])
+        kwargs[key] = check_number(f"ray.{key}", value, *_RANGES[key])
     cams = raw.get("cameras") or {}
     if not isinstance(cams, dict):
         raise ConfigError("ray.cameras: expected a mapping of camera id to {resources, cpus}")
@@ -118,18 +107,7 @@ def parse_options(raw: Any, camera_ids: list[str]) -> ClusterOptions:
 def load_cluster_config(source: str | Path | dict) -> tuple[ServeConfig, ClusterOptions]:
     """Read a ``CAMERAS.yaml`` (path or parsed dict): the serve config and its ``ray:``
     section; raises ConfigError (one line)."""
-    if isinstance(source, dict):
-        data = dict(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping (analyzer sections, serve, cameras)")
+    data = read_config(source)
     raw = data.pop("ray", None)
     config = load_serve_config(data)
     return config, parse_options(raw, [c.id for c in config.cameras])

@@ -23,6 +23,7 @@ from uar_stream.config import AnalyzerConfig
 from uar_stream.errors import UarError
 from uar_stream.flow import RunSummary, StreamInfo, StreamResult
 from uar_stream.pipeline.sources import redact
+from uar_stream.serve.camera import status_line
 from uar_stream.serve.cameras import CameraConfig
 from uar_stream.serve.hub import Hub
 from uar_stream.serve.view import CameraEvent, FeedSink, LiveView
@@ -208,13 +209,7 @@ class RemoteCamera:
     def status(self) -> dict:
         """The camera's line in ``GET /api/streams``: the in-process keys, plus where its
         actor runs (node_id, pid), its restarts and the batch sizes its requests saw."""
-        p50, p95 = self.view.latency_ms()
-        return {"id": self.id, "source": self.source, "state": self.state,
-                "fps": round(self.view.fps, 2) if self.view.fps else 0.0,
-                "frames": self.view.frames, "faces": self.view.faces, "routes": dict(self.view.routes),
-                "dropped": self.stream.dropped, "latency_ms_p50": p50, "latency_ms_p95": p95,
-                "reconnects": self.stream.reconnects, "error": self.error,
-                "recording": self.config.record is not None, "events_file": self.config.events is not None,
+        return {**status_line(self, self.stream.dropped, self.stream.reconnects),
                 "node_id": self.where.get("node_id"), "pid": self.where.get("pid"),
                 "restarts": self.restarts, "batch": self.batch}
 

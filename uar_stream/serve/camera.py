@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from uar_stream.config import AnalyzerConfig
 from uar_stream.flow import Event, StreamResult
@@ -90,13 +90,7 @@ class Camera:
 
     def status(self) -> dict:
         """The camera's line in ``GET /api/streams`` (source redacted)."""
-        p50, p95 = self.view.latency_ms()
-        return {"id": self.id, "source": self.source, "state": self.state,
-                "fps": round(self.view.fps, 2) if self.view.fps else 0.0,
-                "frames": self.view.frames, "faces": self.view.faces, "routes": dict(self.view.routes),
-                "dropped": self.stream.dropped, "latency_ms_p50": p50, "latency_ms_p95": p95,
-                "reconnects": self.stream.reader.reconnects, "error": self.error,
-                "recording": self.config.record is not None, "events_file": self.config.events is not None}
+        return status_line(self, self.stream.dropped, self.stream.reader.reconnects)
 
     def stop(self, timeout: float = 10.0, interrupted: bool = False) -> None:
         """End the stream and finalise its outputs (run_ended in its event log);
@@ -110,3 +104,17 @@ class Camera:
             self.stream.close()
         self._batcher.unregister(self.id)
         self.analyzer.close()
+
+
+def status_line(cam: Any, dropped: int, reconnects: int) -> dict:
+    """The keys of a camera's line in ``GET /api/streams`` that every kind of camera has
+    (this process's :class:`Camera`, the cluster's remote one): what its ``view`` counted,
+    its id, redacted source, state and error, its outputs; ``dropped`` and ``reconnects``
+    from wherever its stream runs."""
+    p50, p95 = cam.view.latency_ms()
+    return {"id": cam.id, "source": cam.source, "state": cam.state,
+            "fps": round(cam.view.fps, 2) if cam.view.fps else 0.0,
+            "frames": cam.view.frames, "faces": cam.view.faces, "routes": dict(cam.view.routes),
+            "dropped": dropped, "latency_ms_p50": p50, "latency_ms_p95": p95,
+            "reconnects": reconnects, "error": cam.error,
+            "recording": cam.config.record is not None, "events_file": cam.config.events is not None}

@@ -24,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -94,7 +94,7 @@ class ServeConfig:
 
 def load_serve_config(source: str | Path | dict) -> ServeConfig:
     """Read and validate a ``CAMERAS.yaml`` (a path or its parsed dict); raises ConfigError."""
-    data = _read(source)
+    data = read_config(source)
     cams = data.pop("cameras", None)
     serve = _serve_options(data.pop("serve", None))
     base = from_dict(data).to_dict()  # unknown sections and bad analyzer keys fail here
@@ -181,6 +181,23 @@ def _camera_fields(plain: dict, label: str) -> dict:
     return out
 
 
+def check_key(where: str, key: str, allowed: Sequence[str]) -> None:
+    """Raise a one-line ConfigError (``where.key: unknown key; allowed keys: ...``) unless
+    ``key`` is one of ``allowed``."""
+    if key not in allowed:
+        raise ConfigError(f"{where}.{key}: unknown key; allowed keys: {', '.join(allowed)}")
+
+
+def check_number(key: str, value: Any, lo: Any, hi: Any) -> Any:
+    """``value`` as ``lo``'s type (int: a whole number) if it is a number from ``lo`` to
+    ``hi``; a one-line ConfigError naming ``key`` and the allowed range otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {lo} to {hi}")
+    if isinstance(lo, int) and value != int(value):
+        raise ConfigError(f"{key}: {value!r} must be a whole number")
+    return type(lo)(value)
+
+
 def _serve_options(raw: Any) -> ServeOptions:
     if raw is None:
         return ServeOptions()
@@ -188,18 +205,14 @@ def _serve_options(raw: Any) -> ServeOptions:
         raise ConfigError(f"serve: expected a mapping, got {type(raw).__name__}")
     kwargs = {}
     for key, value in raw.items():
-        if key not in _SERVE_RANGES:
-            raise ConfigError(f"serve.{key}: unknown key; allowed keys: {', '.join(_SERVE_RANGES)}")
-        lo, hi = _SERVE_RANGES[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ConfigError(f"serve.{key}: {value!r} is not allowed; allowed: {lo} to {hi}")
-        if isinstance(lo, int) and value != int(value):
-            raise ConfigError(f"serve.{key}: {value!r} must be a whole number")
-        kwargs[key] = type(lo)(value)
+        check_key("serve", key, list(_SERVE_RANGES))
+        kwargs[key] = check_number(f"serve.{key}", value, *_SERVE_RANGES[key])
     return ServeOptions(**kwargs)
 
 
-def _read(source: str | Path | dict) -> dict:
+def read_config(source: str | Path | dict) -> dict:
+    """A ``CAMERAS.yaml`` (a path, or its parsed dict: copied) as a dict, without the
+    ``calibration:`` provenance; a one-line ConfigError if it is missing or not a mapping."""
     if isinstance(source, dict):
         return json.loads(json.dumps(source))
     path = Path(source)

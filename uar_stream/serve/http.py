@@ -23,7 +23,8 @@ from uar_stream.errors import UarError
 from uar_stream.serve import metrics
 from uar_stream.serve.camera import Camera
 from uar_stream.serve.dashboard import DASHBOARD_HTML
-from uar_stream.serve.multistream import CameraError, MultiStream
+from uar_stream.serve.multistream import MultiStream
+from uar_stream.serve.registry import CameraError
 
 _NO_STORE = {"Cache-Control": "no-store"}
 BOUNDARY = "frame"
