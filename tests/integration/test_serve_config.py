@@ -1,7 +1,9 @@
 """CAMERAS.yaml validation and the one-line start-up errors of `uar-stream serve`."""
+import logging
 import socket
 
 import pytest
+import yaml
 
 from uar_stream.cli.main import main
 from uar_stream.errors import ConfigError
@@ -53,6 +55,32 @@ def test_bad_top_level_keys_name_the_key(media):
         load_serve_config(_cams(media, routin={}))
     with pytest.raises(ConfigError, match=r"^cameras: expected a list"):
         load_serve_config({"cameras": {}})
+
+
+def test_the_plain_server_ignores_the_ray_section_and_names_other_unknown_keys(media, tmp_path, caplog):
+    ray = {"replicas": 2, "cameras": {"a": {"resources": {"site_a": 1}}}}
+    with caplog.at_level(logging.DEBUG, logger="uar_stream.serve"):
+        cfg = load_serve_config(_cams(media, ray=ray, serve={"max_batch": 4}))
+    assert [c.id for c in cfg.cameras] == ["a"] and cfg.serve.max_batch == 4 and "ray" not in cfg.base
+    assert "ray: ignored" in caplog.text
+    path = tmp_path / "cams.yaml"  # from a file, as `serve --config` reads it
+    path.write_text(yaml.safe_dump(_cams(media, ray=ray)))
+    assert [c.id for c in load_serve_config(path).cameras] == ["a"]
+    with pytest.raises(ConfigError) as e:
+        load_serve_config(_cams(media, rays={"replicas": 2}))
+    assert str(e.value).startswith("rays: unknown key; allowed keys: model, ")
+    assert str(e.value).endswith(", serve, cameras, ray") and "\n" not in str(e.value)
+
+
+def test_cli_serve_accepts_a_config_with_a_ray_section(tmp_path, media, capsys):
+    path = tmp_path / "cams.yaml"
+    path.write_text(yaml.safe_dump(_cams(media, ray={"replicas": 2})))
+    with socket.socket() as busy:  # the config is read before the port: a busy one ends it there
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        line = _cli_error(capsys, ["serve", "--config", str(path), "--port", str(port)])
+    assert line.startswith(f"uar-stream serve: error: port {port} on 127.0.0.1 is in use")
 
 
 def test_loopback_needs_no_token_any_other_host_does():

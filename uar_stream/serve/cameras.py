@@ -1,4 +1,5 @@
-"""``CAMERAS.yaml``: the analyzer config plus ``serve:`` (batcher, view) and ``cameras:``.
+"""``CAMERAS.yaml``: the analyzer config plus ``serve:`` (batcher, view) and ``cameras:``
+(and ``ray:``, which only ``serve --ray`` reads: the plain server ignores it).
 
 ::
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +34,12 @@ from uar_stream.config import AnalyzerConfig, from_dict
 from uar_stream.errors import ConfigError
 from uar_stream.pipeline.sources import is_live_spec
 
+log = logging.getLogger("uar_stream.serve")
+
 #: Sections a camera may not override: one engine (one model) serves every camera.
 SHARED_SECTIONS = ("model", "engine")
+#: Top-level keys beside the analyzer sections (``ray:`` is read by ``serve --ray`` only).
+TOP_KEYS = ("serve", "cameras", "ray")
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -95,9 +101,16 @@ class ServeConfig:
 def load_serve_config(source: str | Path | dict) -> ServeConfig:
     """Read and validate a ``CAMERAS.yaml`` (a path or its parsed dict); raises ConfigError."""
     data = read_config(source)
+    if "ray" in data:
+        data.pop("ray")
+        log.debug("ray: ignored (it is read only by `uar-stream serve --ray`, docs/cluster.md)")
     cams = data.pop("cameras", None)
     serve = _serve_options(data.pop("serve", None))
-    base = from_dict(data).to_dict()  # unknown sections and bad analyzer keys fail here
+    sections = [f.name for f in dataclasses.fields(AnalyzerConfig)]
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key; allowed keys: {', '.join([*sections, *TOP_KEYS])}")
+    base = from_dict(data).to_dict()  # bad analyzer keys fail here
     if not isinstance(cams, list) or not cams:
         raise ConfigError("cameras: expected a list of cameras ({id, source, ...}), got "
                           f"{type(cams).__name__ if cams is not None else 'nothing'}")
