@@ -138,7 +138,8 @@ def test_serve_on_a_two_node_cluster_survives_a_killed_camera_actor(cluster, tmp
 
 
 def _kill_door_mid_run(svc: Service, head_id: str, worker_id: str) -> None:
-    before = svc.wait("door's first frames", lambda: (s := svc.streams())["door"]["frames"] > 0 and s, 150)
+    # enough frames for a confirmed track (min_hits) and so face events in the killed generation
+    before = svc.wait("door's first frames", lambda: (s := svc.streams())["door"]["frames"] >= 8 and s, 150)
     assert before["door"]["state"] == "running" and before["door"]["frames"] < DOOR_FRAMES
     os.kill(before["door"]["pid"], signal.SIGKILL)  # a crash, not a clean stop
     after = svc.wait("door's actor restarted and analysing",

@@ -52,7 +52,8 @@ class LiveView:
     per-track route timelines. Readers on other threads use the public methods."""
 
     def __init__(self, config: AnalyzerConfig, jpeg_quality: int = 80, latency_window: int = 300):
-        self._drawer = FrameDrawer(Overlay(config.overlay, config.routing) if config.overlay.enabled else None)
+        overlay = Overlay(config.overlay, config.routing) if config.overlay.enabled else None
+        self._drawer = FrameDrawer(overlay)
         self.jpeg_quality = jpeg_quality
         self.info: StreamInfo | None = None
         self.summary: RunSummary | None = None
