@@ -164,7 +164,7 @@ def summarize(records: list[dict]) -> dict:
     conf = [r for r in clear if r["route"] == "confident"]
     amb = [r for r in records if r["group"] == "ambiguous" and r["detected"]]
     recall = {}
-    for c in sorted({r["label"] for r in clear}, key=lambda c: -sum(r["label"] == c for r in clear)):
+    for c in sorted({r["label"] for r in clear}, key=lambda c: (-sum(r["label"] == c for r in clear), c)):
         of_c = [r for r in clear if r["label"] == c]
         recall[c] = {"correct": sum(r["top"] == c for r in of_c), "n": len(of_c),
                      "recall": _share(sum(r["top"] == c for r in of_c), len(of_c))}
@@ -208,8 +208,8 @@ def table_rows(summaries: dict[str, dict]) -> list[tuple[str, list[str]]]:
             cells.append(f"{gs['detected']}: " + "/".join(_pct(gs["shares"][k]) for k in ROUTES)
                          + (f" [{why}]" if why else ""))
         rows.append((f"routes c/a/ood {g}", cells))
-    classes = sorted({c for x in s for c in x["recall_clear"]}, key=lambda c: -s[0]["recall_clear"]
-                     .get(c, {"n": 0})["n"])
+    classes = sorted({c for x in s for c in x["recall_clear"]},  # most faces first, then by name
+                     key=lambda c: (-s[0]["recall_clear"].get(c, {"n": 0})["n"], c))
     for c in classes:
         cells = [f"{x['recall_clear'][c]['correct']}/{x['recall_clear'][c]['n']}"
                  if c in x["recall_clear"] else "-" for x in s]
