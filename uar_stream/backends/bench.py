@@ -34,14 +34,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from uar_stream.model.fused_cnn import CnnArch, FusedCnn, split_members
-from uar_stream.model.preprocess import INPUT_SIZE
-from uar_stream.model.uncertainty import decompose
 from uar_stream.backends import onnxruntime_backend, tensorrt_backend
 from uar_stream.backends.base import BatchedEngine, EnsembleOutput
 from uar_stream.backends.export import export_onnx, load_graph
 from uar_stream.backends.graph import UncertaintyGraph
 from uar_stream.backends.torch_backend import TorchEngine, cuda_unavailable_reason
+from uar_stream.model.fused_cnn import CnnArch, FusedCnn, split_members
+from uar_stream.model.preprocess import INPUT_SIZE
+from uar_stream.model.uncertainty import decompose
 
 log = logging.getLogger("uar_stream.bench")
 
@@ -63,6 +63,8 @@ class BenchModel:
 
 @dataclass
 class BenchRow:
+    """One timing: a model on a backend, fused or looped, at one batch size."""
+
     model: str
     members: int
     backend: str
@@ -143,10 +145,12 @@ def available_backends(work: Path, precision: str, max_batch: int, threads: int,
     skipped: dict[str, str] = {}
     gpu_precision = precision if precision in ("fp32", "fp16") else "fp16"
     checks = {
-        "onnxruntime": (onnxruntime_backend.unavailable_reason(), lambda: _onnxruntime(work, threads, max_batch)),
+        "onnxruntime": (onnxruntime_backend.unavailable_reason(),
+                        lambda: _onnxruntime(work, threads, max_batch)),
         "torch-cpu": (None, lambda: _torch("cpu", "fp32", max_batch, threads)),
         "torch-cuda": (cuda_unavailable_reason(), lambda: _torch("cuda", precision, max_batch, threads)),
-        "tensorrt": (tensorrt_backend.unavailable_reason(), lambda: _tensorrt(work, gpu_precision, max_batch)),
+        "tensorrt": (tensorrt_backend.unavailable_reason(),
+                     lambda: _tensorrt(work, gpu_precision, max_batch)),
     }
     for name, (why, make) in checks.items():
         if wanted and name not in wanted:
@@ -160,12 +164,16 @@ def available_backends(work: Path, precision: str, max_batch: int, threads: int,
 
 # -- models ---------------------------------------------------------------------------------
 def model_from_dir(model_dir: str | Path) -> BenchModel:
+    """A model directory's graph (weights and temperature as shipped), named by the directory."""
     graph, man = load_graph(model_dir)
     return BenchModel(f"{Path(model_dir).name} (M={man.members})", graph, man.input_size,
                       len(man.classes))
 
 
-def random_model(members: int, arch: CnnArch = CnnArch(), seed: int = 0) -> BenchModel:
+_SHIPPED_ARCH = CnnArch()  # frozen: safe to share as a default
+
+
+def random_model(members: int, arch: CnnArch = _SHIPPED_ARCH, seed: int = 0) -> BenchModel:
     """Random weights, shipped architecture: timing does not depend on the weights."""
     torch.manual_seed(seed)
     fused = FusedCnn(members, 8, arch).eval()
@@ -293,16 +301,7 @@ def run_bench(models: list[BenchModel], batches: tuple[int, ...] = BATCHES,
             x_all = rng.standard_normal((max_batch, 1, m.input_size, m.input_size)).astype(np.float32)
             can_loop = looped and isinstance(m.graph.fused, FusedCnn) and m.graph.members > 1
             for bname, build in builders.items():
-                makers = {"fused": lambda: build(m.graph, m, f"m{mi}-fused")}
-                if can_loop:
-                    makers["looped"] = lambda: LoopedEngine(
-                        [build(g, m, f"m{mi}-member{k}") for k, g in enumerate(split_graph(m.graph))])
-                engines: dict[str, BatchedEngine] = {}
-                for mode, make in makers.items():
-                    try:
-                        engines[mode] = make()
-                    except Exception as e:  # noqa: BLE001 - report and go on with the rest
-                        skipped[f"{bname} {mode} {m.name}"] = str(e).splitlines()[0]
+                engines = _build_engines(bname, build, m, f"m{mi}", can_loop, skipped)
                 if not engines:
                     continue
                 for b in m_batches:
@@ -320,6 +319,23 @@ def run_bench(models: list[BenchModel], batches: tuple[int, ...] = BATCHES,
             "models": {m.name: {"mflops_per_face": round(m.flops_per_face / 1e6, 2)} for m in models},
             "rows": [asdict(r) for r in rows],
             "fused_speedup": speedups(rows, env.get("cpu_gemm_gflops")), "skipped": skipped}
+
+
+def _build_engines(bname: str, build: Builder, m: BenchModel, tag: str, can_loop: bool,
+                   skipped: dict[str, str]) -> dict[str, BatchedEngine]:
+    """{mode: engine} for ``m`` on backend ``bname``: fused, then looped if ``can_loop``;
+    a mode whose build fails is left out and its error recorded in ``skipped``."""
+    makers = {"fused": lambda: build(m.graph, m, f"{tag}-fused")}
+    if can_loop:
+        makers["looped"] = lambda: LoopedEngine(
+            [build(g, m, f"{tag}-member{k}") for k, g in enumerate(split_graph(m.graph))])
+    engines: dict[str, BatchedEngine] = {}
+    for mode, make in makers.items():
+        try:
+            engines[mode] = make()
+        except Exception as e:  # noqa: BLE001 - report and go on with the rest
+            skipped[f"{bname} {mode} {m.name}"] = str(e).splitlines()[0]
+    return engines
 
 
 CPU_BACKENDS = ("onnxruntime", "torch-cpu")
@@ -351,6 +367,7 @@ def _family(backend: str) -> str:
 
 
 def environment(threads: int) -> dict:
+    """Where the timings ran: versions, CPU, cores, load, thread counts and the GPU if any."""
     import onnxruntime
 
     try:
@@ -407,8 +424,10 @@ def _default_model_dirs() -> list[Path]:
 
 
 def run_from_args(a: argparse.Namespace) -> int:
-    from uar_stream.model.locate import resolve_model_path
+    """``uar-stream bench-engines``: time the models ``a`` names, print the table and, with
+    ``--json``, write the report; 0 on success (bad options raise ConfigError)."""
     from uar_stream.errors import ConfigError
+    from uar_stream.model.locate import resolve_model_path
 
     try:
         batches = tuple(int(b) for b in a.batches.split(",") if b.strip())

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    """Ranges of :func:`augment`'s affine (rotation, scale, shift) and photometric transforms,
+    and the probability of erasing a patch."""
     max_rotate_deg: float = 10.0
     scale: tuple[float, float] = (0.9, 1.1)
     max_shift: float = 0.08  # fraction of the crop side
@@ -122,6 +124,7 @@ class LiveConfig:
     jpeg_quality: tuple[float, float] = (25.0, 75.0)
 
     def validate(self, key: str = "train.live") -> None:
+        """Raise a ConfigError naming ``key``'s field if a probability or range is invalid."""
         from uar_stream.errors import ConfigError
 
         if self.strength < 0:
@@ -145,11 +148,13 @@ def live_augment(x: torch.Tensor, cfg: LiveConfig, gen: torch.Generator,
 
     Runs after :func:`augment` (which did the in-plane geometry and flip). Order follows the
     camera: scene (occlusion, light) -> pose -> optics/motion -> sensor -> codec -> crop size.
+    Each transform but the pose draws which faces it touches, then, if any, its parameters
+    (the pose always draws both); the helpers keep that order of draws from ``gen``.
     """
     k = cfg.strength
     if k <= 0:
         return x
-    b, _, s, _ = x.shape
+    b = x.shape[0]
 
     def u(lo: float, hi: float, shape=(b,)) -> torch.Tensor:
         return torch.rand(shape, generator=gen) * (hi - lo) + lo
@@ -158,71 +163,112 @@ def live_augment(x: torch.Tensor, cfg: LiveConfig, gen: torch.Generator,
         return torch.rand(b, generator=gen) < min(1.0, p * k)
 
     px = (x * pixel_std + pixel_mean).clamp(0, 1)  # pixel units in [0, 1]
-    # Occlusion: flat gray or a noisy texture, anywhere (a hand or hair can cover any part).
     if (sel := pick(cfg.occlude_p)).any():
-        lo, hi = cfg.occlude_side
-        w, h = (u(lo, min(hi * k, 0.6)) * s), (u(lo, min(hi * k, 0.6)) * s)
-        cx, cy = u(0, 1) * s, u(0, 1) * s
-        ar = torch.arange(s, dtype=torch.float32) + 0.5
-        mx = (ar[None] - cx[:, None]).abs() <= w[:, None] / 2
-        my = (ar[None] - cy[:, None]).abs() <= h[:, None] / 2
-        m = (my[:, :, None] & mx[:, None, :] & sel[:, None, None])[:, None]
-        fill = u(0, 1).view(b, 1, 1, 1) + torch.randn(x.shape, generator=gen) * u(0, 0.15).view(b, 1, 1, 1)
-        px = torch.where(m, fill.clamp(0, 1), px)
+        px = _occlude(px, sel, cfg, k, u, gen)
     if (sel := pick(cfg.uneven_p)).any():
-        ang = u(0, 2 * math.pi)
-        g = torch.linspace(-1, 1, s)
-        ramp = torch.cos(ang).view(b, 1, 1) * g[None, None, :] + torch.sin(ang).view(b, 1, 1) * g[None, :, None]
-        amp = u(0, cfg.uneven * k).clamp(max=0.9) * sel
-        px = px * (1 + amp.view(b, 1, 1, 1) * ramp[:, None] / 2)
+        px = _uneven_light(px, sel, cfg, k, u)
     if (sel := pick(cfg.gamma_p)).any():
-        lo, hi = cfg.gamma
-        gam = torch.exp(u(math.log(lo), math.log(hi)) * min(k, 1.5))
-        gam = torch.where(sel, gam, torch.ones_like(gam))
-        px = px.clamp(1e-4, 1) ** gam.view(b, 1, 1, 1)
-    # Pose and detector jitter: one homography per face, one resampling.
-    yaw = u(-cfg.max_yaw, cfg.max_yaw) * k * pick(cfg.yaw_p)
-    pitch = u(-cfg.max_pitch, cfg.max_pitch) * k * pick(cfg.pitch_p)
-    aspect = 1 + u(-cfg.max_aspect, cfg.max_aspect) * k * pick(cfg.aspect_p)
-    if (yaw != 0).any() or (pitch != 0).any() or (aspect != 1).any():
-        hmat = torch.zeros(b, 3, 3)
-        hmat[:, 0, 0] = aspect
-        hmat[:, 1, 1] = (1 + pitch.abs() / 2) / aspect  # >1 in sampling space: the face squashes
-        hmat[:, 2, 2] = 1
-        hmat[:, 2, 0] = yaw
-        hmat[:, 2, 1] = pitch
-        lin = (torch.arange(s, dtype=torch.float32) + 0.5) / s * 2 - 1
-        gy, gx = torch.meshgrid(lin, lin, indexing="ij")
-        base = torch.stack([gx, gy, torch.ones_like(gx)], -1).view(1, s * s, 3)
-        q = base @ hmat.transpose(1, 2)
-        grid = (q[..., :2] / q[..., 2:].clamp_min(0.2)).view(b, s, s, 2)
-        px = F.grid_sample(px, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        px = _gamma(px, sel, cfg, k, u)
+    px = _pose(px, cfg, k, u, pick)
     if (sel := pick(cfg.blur_p)).any():
         px = torch.where(sel.view(b, 1, 1, 1), _motion_blur(px, cfg, k, u), px)
     if (sel := pick(cfg.lowlight_p)).any():
-        lo, hi = cfg.lowlight
-        lvl = u(lo, hi) ** min(k, 1.5)
-        var = u(*cfg.noise) * k
-        dark = px * lvl.view(b, 1, 1, 1)
-        noisy = dark + torch.randn(x.shape, generator=gen) * torch.sqrt(var.view(b, 1, 1, 1) * dark + 1e-5)
-        gain = (1 / lvl) * u(0.6, 1.0)  # auto-exposure recovers part of the brightness
-        noisy = (noisy.clamp(0, 1) * 255).round() / 255 * gain.view(b, 1, 1, 1)  # 8-bit sensor
-        px = torch.where(sel.view(b, 1, 1, 1), noisy, px)
+        px = _low_light(px, sel, cfg, k, u, gen)
     px = px.clamp(0, 1)
     if (sel := pick(cfg.jpeg_p)).any():
         px = torch.where(sel.view(b, 1, 1, 1), _dct_compress(px, cfg, k, u, gen), px)
     if (sel := pick(cfg.lowres_p)).any():
-        lo, hi = cfg.lowres_side
-        side = (u(max(lo, hi - (hi - lo) * k), hi + 1)).long().clamp(4, s - 1)
-        # A few discrete sizes keep this to a handful of batched resizes.
-        side = (side // 4) * 4 + 2
-        out = px.clone()
-        for r in torch.unique(side[sel]).tolist():
-            idx = torch.nonzero(sel & (side == r)).flatten()
-            small = F.interpolate(px[idx], size=(r, r), mode="area")
-            out[idx] = F.interpolate(small, size=(s, s), mode="bilinear", align_corners=False)
-        px = out
+        px = _low_resolution(px, sel, cfg, k, u)
     return (px.clamp(0, 1) - pixel_mean) / pixel_std
+
+
+def _occlude(px: torch.Tensor, sel: torch.Tensor, cfg: LiveConfig, k: float, u,
+             gen: torch.Generator) -> torch.Tensor:
+    """A rectangle of flat gray or noisy texture, anywhere (a hand or hair can cover any part),
+    on the faces in ``sel``."""
+    b, _, s, _ = px.shape
+    lo, hi = cfg.occlude_side
+    w, h = (u(lo, min(hi * k, 0.6)) * s), (u(lo, min(hi * k, 0.6)) * s)
+    cx, cy = u(0, 1) * s, u(0, 1) * s
+    ar = torch.arange(s, dtype=torch.float32) + 0.5
+    mx = (ar[None] - cx[:, None]).abs() <= w[:, None] / 2
+    my = (ar[None] - cy[:, None]).abs() <= h[:, None] / 2
+    m = (my[:, :, None] & mx[:, None, :] & sel[:, None, None])[:, None]
+    fill = u(0, 1).view(b, 1, 1, 1) + torch.randn(px.shape, generator=gen) * u(0, 0.15).view(b, 1, 1, 1)
+    return torch.where(m, fill.clamp(0, 1), px)
+
+
+def _uneven_light(px: torch.Tensor, sel: torch.Tensor, cfg: LiveConfig, k: float, u) -> torch.Tensor:
+    """A linear brightness gradient at a random angle across the faces in ``sel``."""
+    b, _, s, _ = px.shape
+    ang = u(0, 2 * math.pi)
+    g = torch.linspace(-1, 1, s)
+    ramp = (torch.cos(ang).view(b, 1, 1) * g[None, None, :]
+            + torch.sin(ang).view(b, 1, 1) * g[None, :, None])
+    amp = u(0, cfg.uneven * k).clamp(max=0.9) * sel
+    return px * (1 + amp.view(b, 1, 1, 1) * ramp[:, None] / 2)
+
+
+def _gamma(px: torch.Tensor, sel: torch.Tensor, cfg: LiveConfig, k: float, u) -> torch.Tensor:
+    """A random gamma on the faces in ``sel`` (the others keep gamma 1)."""
+    b = px.shape[0]
+    lo, hi = cfg.gamma
+    gam = torch.exp(u(math.log(lo), math.log(hi)) * min(k, 1.5))
+    gam = torch.where(sel, gam, torch.ones_like(gam))
+    return px.clamp(1e-4, 1) ** gam.view(b, 1, 1, 1)
+
+
+def _pose(px: torch.Tensor, cfg: LiveConfig, k: float, u, pick) -> torch.Tensor:
+    """Pose and detector jitter (yaw, pitch, aspect): one homography per face, one resampling;
+    draws each amount, then which faces get it, whether or not any face does."""
+    b, _, s, _ = px.shape
+    yaw = u(-cfg.max_yaw, cfg.max_yaw) * k * pick(cfg.yaw_p)
+    pitch = u(-cfg.max_pitch, cfg.max_pitch) * k * pick(cfg.pitch_p)
+    aspect = 1 + u(-cfg.max_aspect, cfg.max_aspect) * k * pick(cfg.aspect_p)
+    if not ((yaw != 0).any() or (pitch != 0).any() or (aspect != 1).any()):
+        return px
+    hmat = torch.zeros(b, 3, 3)
+    hmat[:, 0, 0] = aspect
+    hmat[:, 1, 1] = (1 + pitch.abs() / 2) / aspect  # >1 in sampling space: the face squashes
+    hmat[:, 2, 2] = 1
+    hmat[:, 2, 0] = yaw
+    hmat[:, 2, 1] = pitch
+    lin = (torch.arange(s, dtype=torch.float32) + 0.5) / s * 2 - 1
+    gy, gx = torch.meshgrid(lin, lin, indexing="ij")
+    base = torch.stack([gx, gy, torch.ones_like(gx)], -1).view(1, s * s, 3)
+    q = base @ hmat.transpose(1, 2)
+    grid = (q[..., :2] / q[..., 2:].clamp_min(0.2)).view(b, s, s, 2)
+    return F.grid_sample(px, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _low_light(px: torch.Tensor, sel: torch.Tensor, cfg: LiveConfig, k: float, u,
+               gen: torch.Generator) -> torch.Tensor:
+    """A darker scene, signal-dependent sensor noise, 8-bit quantisation, then a camera gain
+    that recovers part of the brightness, on the faces in ``sel``."""
+    b = px.shape[0]
+    lo, hi = cfg.lowlight
+    lvl = u(lo, hi) ** min(k, 1.5)
+    var = u(*cfg.noise) * k
+    dark = px * lvl.view(b, 1, 1, 1)
+    noisy = dark + torch.randn(px.shape, generator=gen) * torch.sqrt(var.view(b, 1, 1, 1) * dark + 1e-5)
+    gain = (1 / lvl) * u(0.6, 1.0)  # auto-exposure recovers part of the brightness
+    noisy = (noisy.clamp(0, 1) * 255).round() / 255 * gain.view(b, 1, 1, 1)  # 8-bit sensor
+    return torch.where(sel.view(b, 1, 1, 1), noisy, px)
+
+
+def _low_resolution(px: torch.Tensor, sel: torch.Tensor, cfg: LiveConfig, k: float, u) -> torch.Tensor:
+    """Area-downsample the faces in ``sel`` to a random small side and resize them back."""
+    s = px.shape[-1]
+    lo, hi = cfg.lowres_side
+    side = (u(max(lo, hi - (hi - lo) * k), hi + 1)).long().clamp(4, s - 1)
+    # A few discrete sizes keep this to a handful of batched resizes.
+    side = (side // 4) * 4 + 2
+    out = px.clone()
+    for r in torch.unique(side[sel]).tolist():
+        idx = torch.nonzero(sel & (side == r)).flatten()
+        small = F.interpolate(px[idx], size=(r, r), mode="area")
+        out[idx] = F.interpolate(small, size=(s, s), mode="bilinear", align_corners=False)
+    return out
 
 
 def _motion_blur(px: torch.Tensor, cfg: LiveConfig, k: float, u) -> torch.Tensor:

@@ -26,6 +26,7 @@ _TENSOR = "__tensor__"
 
 @dataclass
 class MemberRun:
+    """One member being trained: its index, work directory, weights and checkpoint paths, generator."""
     index: int
     dir: Path
     final: Path  # the finished member's weights (safetensors)

@@ -21,16 +21,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from uar_stream.model.backbones.dinov2 import (VIT_S14, DinoV2Arch, DinoV2Ensemble, DinoV2Member, init_member_from_backbone,
-                                load_backbone_weights, load_member_file_state, member_file_state)
+from uar_stream.datasets.ferplus import FaceSet, calibration_split, load_npz, training_faces
 from uar_stream.errors import ConfigError
-from uar_stream.model.store import Manifest, file_sha256, write_member
+from uar_stream.model.backbones.dinov2 import (
+    VIT_S14,
+    DinoV2Arch,
+    DinoV2Ensemble,
+    DinoV2Member,
+    init_member_from_backbone,
+    load_backbone_weights,
+    load_member_file_state,
+    member_file_state,
+)
 from uar_stream.model.preprocess import prepare_batch
+from uar_stream.model.store import Manifest, file_sha256, write_member
 from uar_stream.training.augment import AugmentConfig, augment
 from uar_stream.training.checkpoint import resume, save, start_member
-from uar_stream.datasets.ferplus import FaceSet, calibration_split, load_npz, training_faces
-from uar_stream.training.report import fit_temperature
 from uar_stream.training.losses import member_loss
+from uar_stream.training.report import fit_temperature
 from uar_stream.training.trainer import print_summary, split_metrics, validate_common, write_model_dir
 
 log = logging.getLogger("uar_stream.train")
@@ -38,6 +46,7 @@ log = logging.getLogger("uar_stream.train")
 
 @dataclass
 class DinoV2TrainConfig:
+    """The DINOv2 fine-tuning recipe (defaults: the paper's ViT-S/14 configuration)."""
     members: int = 5
     epochs: int = 10
     batch_size: int = 64
@@ -58,6 +67,7 @@ class DinoV2TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
+        """Raise a ConfigError naming the first invalid ``train.*`` key."""
         validate_common(self)
         if not 0 < self.layer_decay <= 1:
             raise ConfigError(f"train.layer_decay: must be in (0, 1], got {self.layer_decay}")
@@ -66,6 +76,7 @@ class DinoV2TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` -> a torch device ("auto": CUDA if available, else CPU)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -232,7 +243,7 @@ def train_dinov2(train_path: str | Path, test_path: str | Path | None, out_dir: 
     states = [_train_member(m, fit, cal, cfg, work, backbone, device) for m in range(cfg.members)]
 
     net = DinoV2Ensemble(cfg.members, 8, cfg.arch)
-    for member, s in zip(net.nets, states):
+    for member, s in zip(net.nets, states, strict=True):
         load_member_file_state(member, s)
     net.to(device)
     temperature = fit_temperature(predict_logits(net, cal.images, device, cfg.bf16), cal.majority)

@@ -5,8 +5,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
-from uar_stream.metrics import accuracy, ece, spearman
 from uar_stream.labels import majority_label, vote_entropy
+from uar_stream.metrics import accuracy, ece, spearman
 from uar_stream.model.uncertainty import decompose, entropy
 
 

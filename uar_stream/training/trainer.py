@@ -27,19 +27,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from tqdm import tqdm
 
+from uar_stream.datasets.ferplus import FaceSet, calibration_split, load_npz, training_faces
 from uar_stream.errors import ConfigError
+from uar_stream.labels import CLASSES, majority_label
 from uar_stream.model.fused_cnn import CnnArch, FusedCnn, join_members
-from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
 from uar_stream.model.preprocess import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, prepare_batch
+from uar_stream.model.store import MANIFEST, Manifest, file_sha256, write_member
 from uar_stream.training.augment import AugmentConfig, LiveConfig, augment, live_augment
 from uar_stream.training.checkpoint import resume, save, start_member
 from uar_stream.training.losses import LOSSES, face_weights, member_loss
-from uar_stream.datasets.ferplus import FaceSet, calibration_split, load_npz, training_faces
 from uar_stream.training.report import evaluate_members, fit_temperature
-from uar_stream.labels import CLASSES, majority_label
-from scipy.special import softmax
 
 log = logging.getLogger("uar_stream.train")
 
@@ -83,10 +83,12 @@ class TrainConfig:
         return cls(**{"live_strengths": (0.0,), "balance": (0.0,), "ema_decay": 0.0, **kw})
 
     def validate(self) -> None:
+        """Raise a ConfigError naming the first invalid ``train.*`` key."""
         validate_common(self)
         self.live.validate()
         if not self.live_strengths or any(v < 0 for v in self.live_strengths):
-            raise ConfigError(f"train.live_strengths: must be one or more values >= 0, got {self.live_strengths}")
+            raise ConfigError("train.live_strengths: must be one or more values >= 0, "
+                              f"got {self.live_strengths}")
         if not self.balance or any(not 0 <= v <= 1 for v in self.balance):
             raise ConfigError(f"train.balance: must be one or more values in [0, 1], got {self.balance}")
         if self.balance_cap < 1:
@@ -96,8 +98,8 @@ class TrainConfig:
 
     def member_recipe(self, m: int) -> dict:
         """What member m varies: its live-augmentation strength and class-balance power."""
-        return {"live_strength": round(self.live.strength * self.live_strengths[m % len(self.live_strengths)], 4),
-                "balance": self.balance[m % len(self.balance)]}
+        strength = self.live.strength * self.live_strengths[m % len(self.live_strengths)]
+        return {"live_strength": round(strength, 4), "balance": self.balance[m % len(self.balance)]}
 
 
 def validate_common(cfg) -> None:
@@ -137,18 +139,21 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, net: torch.nn.Module) -> None:
+        """Take one step towards ``net``'s current state (integer buffers are copied)."""
         self.steps += 1
         d = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        for e, v in zip(self.module.state_dict().values(), net.state_dict().values()):
+        for e, v in zip(self.module.state_dict().values(), net.state_dict().values(), strict=True):
             if e.dtype.is_floating_point:
                 e.mul_(d).add_(v.detach(), alpha=1 - d)
             else:
                 e.copy_(v)
 
     def state_dict(self) -> dict:
+        """The averaged module's state and the step count, for a checkpoint."""
         return {"module": self.module.state_dict(), "steps": self.steps}
 
     def load_state_dict(self, st: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
         self.module.load_state_dict(st["module"])
         self.steps = int(st["steps"])
 
@@ -231,9 +236,9 @@ def _train_member(m: int, train: FaceSet, cal: FaceSet, cfg: TrainConfig, work: 
         if ema is not None:
             row["held_out_acc_ema"] = round(_held_out_acc(ema.module, cal), 4)
         history.append(row)
+        averaged = f" (weight average {row['held_out_acc_ema']:.4f})" if ema is not None else ""
         log.info("member %d epoch %d/%d: train loss %.4f, held-out acc %.4f%s, %.0f s", m, epoch + 1,
-                 cfg.epochs, loss, row["held_out_acc"],
-                 f" (weight average {row['held_out_acc_ema']:.4f})" if ema is not None else "", row["seconds"])
+                 cfg.epochs, loss, row["held_out_acc"], averaged, row["seconds"])
         save(run, net, opt, sched, epoch + 1, ema=ema, history=json.dumps(history))
     state = _member_state(ema.module if ema is not None else net)
     if on_done is not None:  # before the final file: whoever sees it finds the metrics too
@@ -271,8 +276,8 @@ def train_ensemble(train_path: str | Path, test_path: str | Path | None, out_dir
     (work / "config.json").write_text(cfg_text)
 
     def member_done(m: int, state: dict, info: dict) -> None:
-        (work / f"member_{m:02d}" / "metrics.json").write_text(
-            json.dumps({**info, **member_metrics(state, cfg.arch, cal, test, test_path, cfg.limit)}, indent=2))
+        metrics = member_metrics(state, cfg.arch, cal, test, test_path, cfg.limit)
+        (work / f"member_{m:02d}" / "metrics.json").write_text(json.dumps({**info, **metrics}, indent=2))
 
     states = [_train_member(m, fit, cal, cfg, work, member_done) for m in range(cfg.members)]
 
@@ -281,7 +286,8 @@ def train_ensemble(train_path: str | Path, test_path: str | Path | None, out_dir
                         strict=False)
     temperature = fit_temperature(predict_logits(net, cal.images), cal.majority)
     log.info("temperature fitted on %d held-out train faces: %.3f", len(cal), temperature)
-    metrics = split_metrics(lambda images: predict_logits(net, images), test, test_path, temperature, cfg.limit)
+    metrics = split_metrics(lambda images: predict_logits(net, images), test, test_path, temperature,
+                            cfg.limit)
     if metrics:  # the issue's rare-class targets are recalls of the ensemble's mean prediction
         keep = test.subset(np.flatnonzero(test.votes.argmax(1) < 8))
         keep = keep.subset(np.arange(min(len(keep), 512))) if cfg.limit else keep
