@@ -70,9 +70,20 @@ class EngineConfig:
 
     backend: str = _opt("auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
     device: str = _opt("auto", choices=("auto", "cpu", "cuda"))
-    precision: str = _opt("fp32", choices=("fp32", "fp16", "bf16"))
+    # auto: int8 on onnxruntime CPU when its file is built (`uar-stream build-engine --precision
+    # int8`), else fp32; int8: onnxruntime on the CPU only
+    precision: str = _opt("auto", choices=("auto", "fp32", "fp16", "bf16", "int8"))
     max_batch: int = _opt(64, lo=1, hi=1024)
     threads: int = _opt(0, lo=0, hi=256)  # 0: let the backend decide
+
+    def __post_init__(self):
+        # Checked here, not when the engine is built: a camera config that cannot run int8
+        # fails when it is loaded, naming both keys.
+        if self.precision == "int8" and (self.backend in ("torch", "tensorrt") or self.device == "cuda"):
+            which = f"engine.backend is {self.backend}" if self.backend in ("torch", "tensorrt") \
+                else "engine.device is cuda"
+            raise ConfigError(f"engine.precision: int8 runs on backend onnxruntime, device cpu only; "
+                              f"{which} (allowed with int8: backend auto or onnxruntime, device auto or cpu)")
 
 
 @dataclass

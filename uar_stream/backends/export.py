@@ -34,7 +34,13 @@ log = logging.getLogger("uar_stream.engine")
 
 #: Precisions an ONNX file can be written in. fp16: member weights and convs in fp16,
 #: input, outputs and the uncertainty math in fp32 (what a strongly typed TensorRT build runs).
-PRECISIONS = ("fp32", "fp16")
+EXPORTED = ("fp32", "fp16")
+#: Every precision a cached ONNX file can have: int8 is quantised from the fp32 file on
+#: calibration faces (:mod:`uar_stream.backends.quantize`), not exported by torch.
+PRECISIONS = (*EXPORTED, "int8")
+#: How to build the int8 file (printed when it is missing).
+INT8_HINT = ("uar-stream build-engine --model {model} --precision int8 "
+             "--calibration <training faces .npz, e.g. FER+ train.npz>")
 #: ONNX opset: 17 is well covered by onnxruntime >= 1.14 and TensorRT 10's parser.
 OPSET = 17
 #: Bump when the exported graph changes (graph.py's math, fused_cnn's layers): cached files
@@ -42,7 +48,7 @@ OPSET = 17
 GRAPH_VERSION = "3"  # 3: decomposition temperature, density output
 _META_PREFIX = "uar_stream."
 # 12 hex digits or more: files of the shorter keys earlier versions used are stale too
-_ARTIFACT_RE = re.compile(r"^[0-9a-f]{12,}-(fp32|fp16)\.onnx$")
+_ARTIFACT_RE = re.compile(r"^[0-9a-f]{12,}-(fp32|fp16|int8)\.onnx$")
 
 
 def load_graph(model_dir: str | Path) -> tuple[UncertaintyGraph, Manifest]:
@@ -85,10 +91,10 @@ def onnx_path(model_dir: str | Path, precision: str = "fp32") -> Path:
     return cache_dir(model_dir, "onnx", key) / f"{key}-{precision}.onnx"
 
 
-def _check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
+def _check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> None:
+    if precision not in allowed:
         raise ConfigError(f"engine.precision: {precision!r} cannot be exported to ONNX; "
-                          f"allowed: {', '.join(PRECISIONS)}")
+                          f"allowed: {', '.join(allowed)}")
 
 
 def _graph_for(graph: UncertaintyGraph, precision: str) -> UncertaintyGraph:
@@ -107,7 +113,7 @@ def export_onnx(graph: UncertaintyGraph, path: str | Path, input_size: int,
     """
     import onnx
 
-    _check_precision(precision)
+    _check_precision(precision, EXPORTED)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     g = _graph_for(graph, precision)
@@ -149,6 +155,17 @@ def publish(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def set_metadata(path: str | Path, meta: dict[str, str]) -> None:
+    """Replace the ``uar_stream.*`` metadata of the file at ``path`` (rewritten in place)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    others = {p.key: p.value for p in model.metadata_props if not p.key.startswith(_META_PREFIX)}
+    onnx.helper.set_model_props(model, {**others, **{_META_PREFIX + k: str(v) for k, v in meta.items()}})
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The ``uar_stream.*`` metadata of an exported file (without the prefix)."""
     import onnx
@@ -183,32 +200,39 @@ def check_onnx(path: str | Path, expected: dict[str, str], has_density: bool = F
 
 def ensure_onnx(model_dir: str | Path, precision: str = "fp32",
                 graph: UncertaintyGraph | None = None) -> Path:
-    """The checked ONNX file for this model and precision, exported if missing or invalid."""
+    """The checked ONNX file for this model and precision, exported if missing or invalid.
+
+    int8 is never built here (it needs calibration faces): a missing or invalid int8 file is
+    a ConfigError that says how to build it."""
     _check_precision(precision)
     model_dir = Path(model_dir)
     path = onnx_path(model_dir, precision)
     key = path.name.split("-")[0]
     expected = {"model_id": key, "graph_version": GRAPH_VERSION, "precision": precision}
     has_density = read_manifest(model_dir).density is not None
+    reason = check_onnx(path, expected, has_density) if path.exists() else "not built"
+    if reason is None:
+        log.debug("engine: reusing %s", path)
+        return path
+    if precision == "int8":
+        state = "is not built" if reason == "not built" else f"is not usable ({reason})"
+        raise ConfigError(f"engine.precision: int8: {path} {state}; build it: "
+                          f"{INT8_HINT.format(model=model_dir)}")
     if path.exists():
-        reason = check_onnx(path, expected, has_density)
-        if reason is None:
-            log.debug("engine: reusing %s", path)
-            return path
         log.warning("engine: rebuilding %s: %s", path, reason)
     if graph is None:
         graph, man = load_graph(model_dir)
     else:
         man = read_manifest(model_dir)
     export_onnx(graph, path, man.input_size, precision, {"model_id": key})
-    _remove_stale(path.parent, key)
+    remove_stale(path.parent, key)
     reason = check_onnx(path, expected, has_density)
     if reason is not None:  # an export that fails its own check is a bug, not user error
         raise ModelError(f"{path}: freshly exported file is invalid: {reason}")
     return path
 
 
-def _remove_stale(folder: Path, key: str) -> None:
+def remove_stale(folder: Path, key: str) -> None:
     """Delete exports of other model versions (only files named like ours)."""
     for f in folder.iterdir():
         if _ARTIFACT_RE.match(f.name) and not f.name.startswith(key + "-"):

@@ -4,10 +4,16 @@
 and logs ONE line naming the choice and why each earlier candidate was skipped (INFO). An
 explicit backend that cannot run raises a one-line ConfigError instead of falling back.
 fp16/bf16 are GPU precisions: when auto lands on a CPU backend it runs fp32 and says so
-(that line is a WARNING: the user does not get what they asked for).
+(that line is a WARNING: the user does not get what they asked for). int8 is the reverse: an
+onnxruntime CPU precision (a quantised file built by ``uar-stream build-engine --precision int8``),
+so auto with int8 goes straight to onnxruntime, and torch / tensorrt / cuda refuse it.
+``precision='auto'`` (the config default) is int8 where onnxruntime runs on the CPU and the model's
+int8 file is built (2.1-2.3x faster, 99.5% of PublicTest faces on their fp32 route:
+docs/engines.md#precision), else fp32; GPU backends run fp32.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +30,9 @@ log = logging.getLogger("uar_stream.engine")
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+#: Why a backend other than onnxruntime on the CPU refuses int8 (one line).
+INT8_ONLY = "int8 runs on backend onnxruntime, device cpu only (a quantised CPU graph)"
 
 
 @dataclass
@@ -38,6 +46,9 @@ class _Request:
 
 
 def _tensorrt(r: _Request) -> Engine:
+    r = _gpu_precision(r)
+    if r.precision == "int8":
+        raise ConfigError(f"engine.precision: {INT8_ONLY}; engine.backend is tensorrt")
     if r.device == "cpu":
         raise ConfigError("engine.device: tensorrt runs on cuda only; use device auto or cuda")
     if why := tensorrt_backend.unavailable_reason():
@@ -57,6 +68,9 @@ def _tensorrt(r: _Request) -> Engine:
 
 
 def _torch(r: _Request, device: str) -> Engine:
+    r = _gpu_precision(r)
+    if r.precision == "int8":
+        raise ConfigError(f"engine.precision: {INT8_ONLY}; engine.backend is torch")
     if device == "cuda" and (why := cuda_unavailable_reason()):
         raise ConfigError(f"engine.device: cuda is not usable by torch: {why}")
     graph, m = load_graph(r.model_dir)
@@ -67,9 +81,13 @@ def _torch(r: _Request, device: str) -> Engine:
 def _onnxruntime(r: _Request) -> Engine:
     if why := onnxruntime_backend.unavailable_reason():
         raise ConfigError(f"engine.backend: onnxruntime cannot run here: {why}")
-    if r.precision not in ("fp32", "fp16"):
+    if r.precision == "auto":
+        r = dataclasses.replace(r, precision=_cpu_auto_precision(r))
+    if r.precision not in ("fp32", "fp16", "int8"):
         raise ConfigError(f"engine.precision: {r.precision!r} is not supported by onnxruntime; "
-                          "allowed: fp32, fp16")
+                          "allowed: fp32, fp16, int8")
+    if r.precision == "int8" and r.device == "cuda":
+        raise ConfigError(f"engine.precision: {INT8_ONLY}; engine.device is cuda")
     device = "cuda" if r.device == "cuda" else "cpu"
     path = ensure_onnx(r.model_dir, r.precision)
     m = r.manifest
@@ -77,9 +95,27 @@ def _onnxruntime(r: _Request) -> Engine:
                                                  device, r.max_batch, r.threads)
 
 
+def _gpu_precision(r: _Request) -> _Request:
+    """precision auto on torch / tensorrt: fp32, as before int8 existed."""
+    return dataclasses.replace(r, precision="fp32") if r.precision == "auto" else r
+
+
+def _cpu_auto_precision(r: _Request) -> str:
+    """precision auto on onnxruntime: int8 on the CPU when its file is built, else fp32."""
+    if r.device == "cuda":
+        return "fp32"
+    try:
+        ensure_onnx(r.model_dir, "int8")
+    except ConfigError as e:  # not built (or stale): fp32, and how to get the faster engine
+        log.info("engine: precision auto runs fp32: %s", str(e).removeprefix("engine.precision: int8: "))
+        return "fp32"
+    return "int8"
+
+
 def _auto_candidates(r: _Request) -> list[tuple[str, Callable[[], Engine] | None, str]]:
     """(name, builder or None, why skipped) in preference order."""
-    cpu_req = _Request(r.model_dir, r.manifest, "cpu", "fp32", r.max_batch, r.threads)
+    cpu_prec = "auto" if r.precision == "auto" else "fp32"  # fp16/bf16 are GPU precisions
+    cpu_req = _Request(r.model_dir, r.manifest, "cpu", cpu_prec, r.max_batch, r.threads)
     out: list[tuple[str, Callable[[], Engine] | None, str]] = []
     gpu_why = "engine.device is cpu" if r.device == "cpu" else cuda_unavailable_reason()
     trt_why = tensorrt_backend.unavailable_reason() or gpu_why  # the reason names the missing package first
@@ -95,6 +131,11 @@ def _auto_candidates(r: _Request) -> list[tuple[str, Callable[[], Engine] | None
 
 
 def _auto(r: _Request) -> Engine:
+    if r.precision == "int8":  # one backend runs it: no fallback that would hide a missing file
+        eng = _onnxruntime(r)
+        log.info("engine: backend auto chose %s (%s, int8); int8 runs on onnxruntime only",
+                 eng.name, _describe(eng))
+        return eng
     skipped: list[str] = []
     for name, build, why in _auto_candidates(r):
         if build is None:
@@ -112,7 +153,7 @@ def _auto(r: _Request) -> Engine:
             continue
         detail = _describe(eng)
         level = logging.INFO  # nothing is wrong: the choice is shown under --verbose
-        if r.precision != "fp32" and not name.endswith("cuda") and name != "tensorrt":
+        if r.precision not in ("fp32", "auto") and not name.endswith("cuda") and name != "tensorrt":
             detail += f"; precision {r.precision} is for GPU backends, running fp32"
             level = logging.WARNING  # the user asked for something they do not get
         log.log(level, "engine: backend auto chose %s (%s); skipped: %s", eng.name, detail,
