@@ -48,6 +48,10 @@ class DetectorConfig:
     tile_overlap: float = _opt(0.3, lo=0.0, hi=0.9)  # share of a tile shared with a neighbour
     tile_from_px: int = _opt(960, lo=64, hi=100000)  # auto: tile frames whose longer side is >= this
     nms_iou: float = _opt(0.3, lo=0.0, hi=1.0)  # overlap above which two detections are one face
+    #: accurate: a face below min_confidence is kept when this many of the 5 tile passes
+    #: (full-range plain/flipped/CLAHE, short-range on smaller tiles plain/flipped) agree; 0: off.
+    votes: int = _opt(3, lo=0, hi=5)
+    vote_min_confidence: float = _opt(0.5, lo=0.05, hi=0.99)  # score floor of a vote
 
 
 @dataclass

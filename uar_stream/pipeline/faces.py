@@ -83,6 +83,8 @@ class DetectorPlan:
     tile_overlap: float = 0.3  # share of a tile shared with its neighbour
     tile_from_px: int = 960  # auto: tile frames whose longer side is at least this
     nms_iou: float = 0.3  # overlap (IoU, or 0.7 of the smaller box) that merges two detections
+    votes: int = 0  # accurate: agreeing tile passes that keep a face below the score floor; 0 off
+    vote_min_confidence: float = 0.5  # accurate: score floor of one pass's vote
 
 
 class FaceDetector:
@@ -110,13 +112,17 @@ class FaceDetector:
         self.min_confidence = min_confidence
         needed = {self.plan.model} if self.plan.mode == "fast" else {"full", "short"}
         self._graphs = {m: _Graph(m, min_confidence) for m in sorted(needed)}
+        if self.plan.mode == "accurate" and self.plan.votes:
+            # The short-range graph applies its own floor; the votes need a lower one, and
+            # the other checks keep the configured one, so this is a graph of its own.
+            self._graphs["short_vote"] = _Graph("short", self.plan.vote_min_confidence)
         self._last_tiled = 0  # auto: faces the last tiled pass found
 
     @classmethod
     def from_config(cls, cfg) -> FaceDetector:
         """From a :class:`~uar_stream.config.DetectorConfig`."""
         plan = DetectorPlan(cfg.mode, cfg.model, cfg.tile_px, cfg.tile_overlap, cfg.tile_from_px,
-                            cfg.nms_iou)
+                            cfg.nms_iou, cfg.votes, cfg.vote_min_confidence)
         return cls(cfg.model, cfg.min_confidence, cfg.min_face_px, plan)
 
     def detect(self, frame_bgr: np.ndarray, near=None) -> list[DetectedFace]:
@@ -136,8 +142,14 @@ class FaceDetector:
         tile = p.mode == "accurate" or max(h, w) >= p.tile_from_px or self._last_tiled > len(whole)
         if not tile or max(h, w) <= p.tile_px:
             return whole
-        cands += self._confirmed(rgb, self._tiled(rgb), whole)
+        tiled = self._tiled(rgb)
+        cands += self._confirmed(rgb, tiled, whole)
         faces = self._finish(cands, w, h)
+        if p.mode == "accurate" and p.votes:
+            # The votes face the same check as a lone tile detection (the cartoon logo of
+            # pyfeat_no_face.mp4 gets 3 votes and fails it).
+            faces = self._finish(cands, w, h, extra=self._confirmed(rgb, self._voted(rgb, tiled, faces), [],
+                                                                    self.plan.vote_min_confidence))
         self._last_tiled = len(faces)
         return faces
 
@@ -164,13 +176,15 @@ class FaceDetector:
                               (lm / k + np.array([x0, y0], np.float32)).astype(np.float32), False))
         return self._finish(cands, w, h)
 
-    def _tiled(self, rgb: np.ndarray) -> list:
-        """Full-range detections on overlapping tiles, in frame pixels; a box that touches
-        a tile edge inside the frame is marked (the face may be cut there)."""
+    def _tiled(self, rgb: np.ndarray, graph: str = "full", tile_px: int | None = None,
+               flip: bool = False) -> list:
+        """Detections of ``graph`` on overlapping tiles (``tile_px``, default the plan's), each
+        tile mirrored first if ``flip``, in frame pixels; a box that touches a tile edge inside
+        the frame is marked (the face may be cut there)."""
         h, w = rgb.shape[:2]
         out = []
-        for x0, y0, x1, y1 in tile_grid(w, h, self.plan.tile_px, self.plan.tile_overlap):
-            for s, b, lm in self._graphs["full"].raw(np.ascontiguousarray(rgb[y0:y1, x0:x1])):
+        for x0, y0, x1, y1 in tile_grid(w, h, tile_px or self.plan.tile_px, self.plan.tile_overlap):
+            for s, b, lm in _raw(self._graphs[graph], rgb[y0:y1, x0:x1], flip):
                 b = b + np.array([x0, y0, x0, y0])
                 lm = lm + np.array([x0, y0], np.float32)
                 cut = ((x0 > 0 and b[0] <= x0 + 1) or (y0 > 0 and b[1] <= y0 + 1)
@@ -178,16 +192,18 @@ class FaceDetector:
                 out.append((s, b, lm, bool(cut)))
         return out
 
-    def _confirmed(self, rgb: np.ndarray, tiled: list, whole: list[DetectedFace]) -> list:
+    def _confirmed(self, rgb: np.ndarray, tiled: list, whole: list[DetectedFace],
+                   floor: float | None = None) -> list:
         """Tile detections that a whole-frame pass did not find must be confirmed by the
         short-range model on a crop 3x the box, upscaled to 256 px: small textures (a cartoon
-        logo in ``pyfeat_no_face.mp4``) pass the full-range model on a tile, not this check."""
+        logo in ``pyfeat_no_face.mp4``) pass the full-range model on a tile, not this check.
+        ``floor``: the lowest tile score checked (default ``min_confidence``)."""
         h, w = rgb.shape[:2]
         known = [np.array(f.box, np.float64) for f in whole]
         out = []
         for c in tiled:
             b = c[1]
-            if c[0] < self.min_confidence:
+            if c[0] < (self.min_confidence if floor is None else floor):
                 continue
             if any(_overlap(b, k) > self.plan.nms_iou or _inter_min(b, k) >= 0.7 for k in known):
                 out.append(c)
@@ -205,11 +221,41 @@ class FaceDetector:
                     break
         return out
 
-    def _finish(self, cands: list, w: int, h: int) -> list[DetectedFace]:
-        """Filter (score, size, plausible keypoints), merge by NMS, clip to the frame."""
-        keep = [c for c in cands if c[0] >= self.min_confidence
-                and min(c[1][2] - c[1][0], c[1][3] - c[1][1]) >= self.min_face_px
-                and _plausible(c[2], c[1][2] - c[1][0])]
+    def _voted(self, rgb: np.ndarray, tiled: list, found: list[DetectedFace]) -> list:
+        """Faces below the score floor that ``plan.votes`` of five tile passes agree on.
+
+        A weak face (bent down, turned, blurred) scores 0.5-0.65 in one view and not in
+        another; a face-like texture rarely passes several *different* views at once. The
+        views: full-range on the tiles (``tiled``), on mirrored tiles, on a CLAHE-equalised
+        frame (dark faces), and short-range on tiles 2/3 that size (the face larger to the
+        model), plain and mirrored. Returns each agreed face's best detection, uncut.
+        """
+        p = self.plan
+        small = max(64, round(p.tile_px * 2 / 3))
+        views = [tiled, self._tiled(rgb, flip=True), self._tiled(_clahe(rgb)),
+                 self._tiled(rgb, "short_vote", small), self._tiled(rgb, "short_vote", small, True)]
+        known = [np.array(f.box, np.float64) for f in found]
+        groups: list[list] = []  # [best candidate, views that voted]
+        cands = sorted(((c, v) for v, view in enumerate(views) for c in view
+                        if c[0] >= p.vote_min_confidence and self._usable(c)), key=lambda cv: -cv[0][0])
+        for c, v in cands:
+            g = next((g for g in groups if _overlap(c[1], g[0][1]) > 0.4), None)
+            if g is None:
+                groups.append([c, {v}])
+            else:
+                g[1].add(v)
+        return [(g[0][0], g[0][1], g[0][2], False) for g in groups if len(g[1]) >= p.votes
+                and not any(_overlap(g[0][1], k) > p.nms_iou for k in known)]
+
+    def _usable(self, c) -> bool:
+        """Big enough, with plausible keypoints (any score)."""
+        return (min(c[1][2] - c[1][0], c[1][3] - c[1][1]) >= self.min_face_px
+                and _plausible(c[2], c[1][2] - c[1][0]))
+
+    def _finish(self, cands: list, w: int, h: int, extra: tuple | list = ()) -> list[DetectedFace]:
+        """Filter (score, size, plausible keypoints), merge by NMS, clip to the frame.
+        ``extra``: candidates already checked (the votes), exempt from the score floor."""
+        keep = [c for c in cands if c[0] >= self.min_confidence and self._usable(c)] + list(extra)
         faces = []
         for s, b, lm, _ in nms(keep, self.plan.nms_iou):
             box = (int(max(0, b[0])), int(max(0, b[1])), int(min(w, b[2])), int(min(h, b[3])))
@@ -221,6 +267,28 @@ class FaceDetector:
         """Release the MediaPipe graphs."""
         for g in self._graphs.values():
             g.close()
+
+
+def _raw(graph: _Graph, rgb: np.ndarray, flip: bool) -> list:
+    """``graph.raw`` on ``rgb`` or on its mirror image, in ``rgb``'s pixels. Mirrored, the
+    subject's right eye/ear is found where the left was, so those keypoints swap back."""
+    if not flip:
+        return graph.raw(np.ascontiguousarray(rgb))
+    w = rgb.shape[1]
+    out = []
+    for s, b, lm in graph.raw(np.ascontiguousarray(rgb[:, ::-1])):
+        lm = lm[[LEFT_EYE, RIGHT_EYE, NOSE_TIP, MOUTH_CENTER, LEFT_EAR, RIGHT_EAR]].copy()
+        lm[:, 0] = w - lm[:, 0]
+        out.append((s, np.array([w - b[2], b[1], w - b[0], b[3]]), lm))
+    return out
+
+
+def _clahe(rgb: np.ndarray) -> np.ndarray:
+    """Contrast-limited equalisation of the lightness only (colours kept): dark or flat
+    faces get their eye and mouth contrast back."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    lab[:, :, 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[:, :, 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
 def tile_grid(w: int, h: int, tile: int, overlap: float) -> list[tuple[int, int, int, int]]:

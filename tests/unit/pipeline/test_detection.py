@@ -93,3 +93,39 @@ def test_ground_truth_is_complete_and_sized():
         x0, y0, x1, y1 = f["box"]
         assert x1 > x0 and y1 > y0 and f["size"] == round(math.sqrt((x1 - x0) * (y1 - y0)))
     assert {n["media"] for n in doc["negatives"]} >= {"pyfeat_no_face.mp4", *NEGATIVES}
+
+
+def _frame(media, name, index):
+    cap = cv2.VideoCapture(str(media / name))
+    for _ in range(index + 1):
+        ok, im = cap.read()
+        assert ok
+    cap.release()
+    return im
+
+
+@pytest.mark.parametrize("votes, found", [(0, False), (3, True)])
+def test_tile_votes_keep_a_dark_face_below_the_score_floor(media, votes, found):
+    # The dim, small face at the left of this frame scores under min_confidence in every
+    # single pass; the full-range passes on mirrored and CLAHE tiles and the short-range
+    # ones agree on it, and the votes keep it.
+    face = np.array([[52, 191, 81, 221]], float)
+    det = FaceDetector.from_config(load_config(None, {"detector.mode": "accurate",
+                                                      "detector.votes": votes}).detector)
+    boxes = np.array([f.box for f in det.detect(_frame(media, "fr_short_hamilton_clip.mp4", 10))], float)
+    det.close()
+    from uar_stream.pipeline.tracking import iou_matrix
+    hit = bool(len(boxes)) and bool((iou_matrix(face, boxes.reshape(-1, 4)) >= 0.5).any())
+    assert hit is found
+
+
+def test_a_mirrored_pass_maps_box_and_keypoints_back(media):
+    from uar_stream.pipeline.faces import LEFT_EYE, RIGHT_EYE, _Graph, _raw
+
+    rgb = cv2.cvtColor(cv2.imread(str(media / "faceapi_happy.jpg")), cv2.COLOR_BGR2RGB)
+    g = _Graph("full", 0.5)
+    (s, b, lm), (s_f, b_f, lm_f) = (max(_raw(g, rgb, flip), key=lambda c: c[0]) for flip in (False, True))
+    g.close()
+    width = b[2] - b[0]
+    assert np.abs(b_f - b).max() < 0.1 * width and np.abs(lm_f - lm).max() < 0.1 * width
+    assert lm_f[RIGHT_EYE][0] < lm_f[LEFT_EYE][0]  # the subject's right eye stays image-left
