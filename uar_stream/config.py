@@ -181,6 +181,9 @@ class TrackingConfig:
     #: between; re-classify a face that stayed in place every m frames (1 = every frame).
     detect_every: int = _opt(1, lo=1, hi=300)
     classify_every: int = _opt(1, lo=1, hi=300)
+    #: Streams, between whole-frame passes: search around the followed faces every j frames;
+    #: a frame in between keeps the last frame's faces (and results). 1 = every frame.
+    follow_every: int = _opt(1, lo=1, hi=300)
     max_age: int = _opt(15, lo=1, hi=10000)  # frames a lost track is kept before it ends
     min_iou: float = _opt(0.2, lo=0.0, hi=1.0)  # least IoU (with the predicted box) to keep an id
     #: A frame this different from the last (mean abs difference of contrast-normalised

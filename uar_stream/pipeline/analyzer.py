@@ -167,7 +167,8 @@ class Analyzer:
         s = FrameStream(self, source, src_cfg, tracker=self.new_tracker() if use_tracking else None,
                         sinks=sinks, describe=self.describe(), pipelined=pipelined,
                         detect_every=self.config.tracking.detect_every,
-                        classify_every=self.config.tracking.classify_every)
+                        classify_every=self.config.tracking.classify_every,
+                        follow_every=self.config.tracking.follow_every)
         with self._streams_lock:
             self._streams.add(s)
         return s if on_result is None else StreamHandle(s, on_result, on_events)

@@ -5,6 +5,11 @@ between, the detector looks only around the faces of the previous frame (a regio
 box, :meth:`~uar_stream.pipeline.faces.FaceDetector.detect_near`). When a followed face is
 not found again, the next frame gets a whole-frame pass.
 
+With ``follow_every`` j > 1, that search runs only every j-th frame between whole-frame
+passes; a frame in between keeps the last frame's faces as they were (boxes, crops: their
+results are then reused, see below), so a moving face's box lags up to j-1 frames. Whole-frame
+passes keep their k-frame rhythm.
+
 ``ClassifySchedule`` (the caller's thread): a face that overlaps a face of the previous frame
 (IoU >= ``min_iou``: it has not moved or changed size much) reuses that face's result, with
 its own box, for up to ``classify_every - 1`` frames; then, or when it moves, it is
@@ -26,13 +31,25 @@ from uar_stream.pipeline.tracking import iou_matrix
 
 class DetectSchedule:
     """``regions()`` -> boxes to search around this frame, or None for a whole-frame pass;
-    ``done(batch, whole)`` records what the frame's detection found."""
+    ``done(batch, whole)`` records what the frame's detection found; ``hold()``: this frame
+    may keep the last frame's faces (``follow_every``), then ``held()`` counts it."""
 
-    def __init__(self, every: int):
-        self.every = every
+    def __init__(self, every: int, follow_every: int = 1):
+        self.every, self.follow_every = every, follow_every
         self._since = 0
+        self._held = 0  # frames kept since the last search
         self._boxes: np.ndarray | None = None
         self._whole_next = True
+
+    def hold(self) -> bool:
+        """True when this frame keeps the last frame's faces: only between whole-frame
+        passes, at most ``follow_every - 1`` frames in a row."""
+        return self.follow_every > 1 and self._held < self.follow_every - 1 and self.regions() is not None
+
+    def held(self) -> None:
+        """Count a frame that kept the last frame's faces."""
+        self._since += 1
+        self._held += 1
 
     def regions(self) -> np.ndarray | None:
         """The followed faces' boxes, or None when this frame needs the whole-frame pass."""
@@ -43,6 +60,7 @@ class DetectSchedule:
     def done(self, batch: FaceBatch, whole: bool) -> None:
         """Record one frame's detections (``whole``: from a whole-frame pass)."""
         boxes = np.array([f.box for f in batch.faces], np.float64).reshape(-1, 4)
+        self._held = 0
         if whole:
             self._since, self._whole_next = 0, False
         else:

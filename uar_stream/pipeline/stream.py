@@ -102,10 +102,13 @@ class FrameStream:
     def __init__(self, stages: FaceStages, source, config: SourceConfig, *,
                  tracker: FaceTracker | None = None, sinks: Sequence[Sink] = (),
                  describe: dict | None = None, pipelined: bool | None = None,
-                 opener: Callable | None = None, detect_every: int = 1, classify_every: int = 1):
+                 opener: Callable | None = None, detect_every: int = 1, classify_every: int = 1,
+                 follow_every: int = 1):
         self.stages = stages
-        # detect_every / classify_every: see pipeline/schedule.py (1 = every frame in full)
-        self._detect_plan = DetectSchedule(detect_every)
+        # detect_every / classify_every / follow_every: see pipeline/schedule.py (1 = every
+        # frame in full)
+        self._detect_plan = DetectSchedule(detect_every, follow_every)
+        self._last_batch: FaceBatch | None = None
         self.classify_plan = ClassifySchedule(classify_every)
         self.config = config
         self.pipelined = config.pipelined if pipelined is None else pipelined
@@ -309,10 +312,16 @@ class FrameStream:
         return [item] + self._ready.get_ready(self.config.batch_frames - 1)
 
     def _detect(self, image: np.ndarray) -> FaceBatch:
-        """Whole-frame detection, or only around the followed faces (``detect_every``)."""
-        near = self._detect_plan.regions()
+        """Whole-frame detection, only around the followed faces (``detect_every``), or the
+        last frame's faces kept (``follow_every``)."""
+        plan = self._detect_plan
+        if self._last_batch is not None and plan.hold():
+            plan.held()
+            return self._last_batch
+        near = plan.regions()
         batch = self.stages.detect(image) if near is None else self.stages.detect(image, near)
-        self._detect_plan.done(batch, near is None)
+        plan.done(batch, near is None)
+        self._last_batch = batch
         return batch
 
     def _classify(self, frames: list[tuple[Frame, FaceBatch]]) -> Iterator[StreamResult]:

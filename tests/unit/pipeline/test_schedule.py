@@ -65,3 +65,23 @@ def test_a_stream_with_k_and_m_shows_every_frame_and_consistent_labels(media, de
         assert f.label == CLASSES[int(np.argmax(f.probs))]
     plan = stream.classify_plan
     assert plan.reused > plan.classified > 0
+
+
+def test_follow_every_keeps_the_last_faces_between_searches_and_whole_passes_keep_their_rhythm():
+    plan = DetectSchedule(6, follow_every=2)
+    kinds = []
+    for _ in range(12):
+        if plan.hold():
+            plan.held()
+            kinds.append("kept")
+            continue
+        near = plan.regions()
+        kinds.append("whole" if near is None else "near")
+        plan.done(_batch((100, 100, 200, 200)), near is None)
+    assert kinds == ["whole", "kept", "near", "kept", "near", "kept"] * 2
+
+
+def test_follow_every_never_keeps_an_empty_frame():
+    plan = DetectSchedule(6, follow_every=3)
+    plan.done(_batch(), True)  # no faces: the next frame is a whole-frame pass, not kept
+    assert not plan.hold() and plan.regions() is None
