@@ -38,18 +38,21 @@ class DetectSchedule:
         self.every, self.follow_every = every, follow_every
         self._since = 0
         self._held = 0  # frames kept since the last search
+        self._last: FaceBatch | None = None  # the last detection, kept by held()
         self._boxes: np.ndarray | None = None
         self._whole_next = True
 
     def hold(self) -> bool:
         """True when this frame keeps the last frame's faces: only between whole-frame
         passes, at most ``follow_every - 1`` frames in a row."""
-        return self.follow_every > 1 and self._held < self.follow_every - 1 and self.regions() is not None
+        return (self.follow_every > 1 and self._held < self.follow_every - 1 and self._last is not None
+                and self.regions() is not None)
 
-    def held(self) -> None:
-        """Count a frame that kept the last frame's faces."""
+    def held(self) -> FaceBatch:
+        """Count a frame that keeps the last frame's faces; returns them."""
         self._since += 1
         self._held += 1
+        return self._last
 
     def regions(self) -> np.ndarray | None:
         """The followed faces' boxes, or None when this frame needs the whole-frame pass."""
@@ -60,7 +63,7 @@ class DetectSchedule:
     def done(self, batch: FaceBatch, whole: bool) -> None:
         """Record one frame's detections (``whole``: from a whole-frame pass)."""
         boxes = np.array([f.box for f in batch.faces], np.float64).reshape(-1, 4)
-        self._held = 0
+        self._held, self._last = 0, batch
         if whole:
             self._since, self._whole_next = 0, False
         else:

@@ -108,7 +108,6 @@ class FrameStream:
         # detect_every / classify_every / follow_every: see pipeline/schedule.py (1 = every
         # frame in full)
         self._detect_plan = DetectSchedule(detect_every, follow_every)
-        self._last_batch: FaceBatch | None = None
         self.classify_plan = ClassifySchedule(classify_every)
         self.config = config
         self.pipelined = config.pipelined if pipelined is None else pipelined
@@ -315,13 +314,11 @@ class FrameStream:
         """Whole-frame detection, only around the followed faces (``detect_every``), or the
         last frame's faces kept (``follow_every``)."""
         plan = self._detect_plan
-        if self._last_batch is not None and plan.hold():
-            plan.held()
-            return self._last_batch
+        if plan.hold():
+            return plan.held()
         near = plan.regions()
         batch = self.stages.detect(image) if near is None else self.stages.detect(image, near)
         plan.done(batch, near is None)
-        self._last_batch = batch
         return batch
 
     def _classify(self, frames: list[tuple[Frame, FaceBatch]]) -> Iterator[StreamResult]:
