@@ -156,6 +156,44 @@ def test_workers_score_their_sets_with_the_same_figures(ferplus, models, tmp_pat
     assert reports["2"]["ldl"]["auroc_entropy"] == reports["1"]["ldl"]["auroc_entropy"]
 
 
+GATE = "density"  # the default gate (the test ensemble has a density file)
+
+
+def test_low_severities_are_scored_on_a_sample_of_the_full_sets_faces(ferplus, models, tmp_path):
+    from uar_stream.evaluation.evaluate import sample_rows
+    from uar_stream.evaluation.sets import set_key
+    ens, _ = models
+    cache, reports = tmp_path / "cache", {}
+    for frac in ("1", "0.5"):
+        out = tmp_path / frac / "report"
+        assert main(["evaluate", "--data", str(ferplus / "publictest.npz"), "--out", str(out),
+                     "--model", str(ens), "--limit", "40", "--workers", "1", "--cache", str(cache),
+                     "--corruptions", "gaussian_noise,frost", "--validation", "gaussian_blur,saturate",
+                     "--bootstrap", "50", "--low-severity-sample", frac, "--no-progress"]) == 0
+        reports[frac] = json.loads((out / "report.json").read_text())
+    full, half = reports["1"], reports["0.5"]
+    assert half["low_severity_sample"]["faces"] == 20 and full["low_severity_sample"]["faces"] == 40
+    # the top severity, the validation sets and the clean faces use every face: same figures
+    for p in ("paper", "native"):
+        for c, row in full["protocols"][p]["corruptions"].items():
+            assert half["protocols"][p]["corruptions"][c]["auroc"][GATE]["5"] == row["auroc"][GATE]["5"]
+        assert half["protocols"][p]["validation"] == full["protocols"][p]["validation"]
+    assert half["retention"] == full["retention"]
+    # below it, the sampled set's scores are the full set's rows (same faces, same draws)
+    rows = sample_rows(40, 0.5, 0)
+    with np.load(ferplus / "publictest.npz") as d:
+        images = d["images"][np.flatnonzero(emotion_rows(d["votes"]))[:40]]
+    preds = next((cache / "predictions").iterdir()) / set_key(images, 0)
+    for stem in ("gaussian_noise_s2", "frost_s4", "gaussian_noise@48_s1"):
+        with np.load(preds / f"{stem}.npz") as a, np.load(preds / f"{stem}_r20.npz") as b:
+            np.testing.assert_allclose(b["epistemic"], a["epistemic"][rows], atol=1e-6)
+    # saturate 1-3 share the round trip's scores (they are the same faces): not built, not scored
+    assert half["timings_s"]["sets_same_as_resampling"] == 3
+    assert not (preds / "saturate_s2.npz").exists() and (preds / "saturate_s5.npz").exists()
+    sat = half["protocols"]["native"]["validation"]["saturate"]["auroc"][GATE]
+    assert sat["1"] == sat["2"] == sat["3"] == 0.5  # resampled faces against themselves
+
+
 @pytest.mark.parametrize("option, value, named", [
     ("--corruptions", "rain", ("rain", "gaussian_noise")),  # the bad value and the allowed ones
     ("--workers", "-1", ("--workers", "-1", "0 to 256")),

@@ -44,6 +44,10 @@ def register(sub) -> dict:
                    "(speckle_noise, gaussian_blur, spatter, saturate; default: all; 'none': skip)")
     p.add_argument("--ldl-severities", help="severities the LDL model is run on (default: the "
                    "highest only, which its claims need; 'all' for every one)")
+    p.add_argument("--low-severity-sample", type=number(float, 0.01, 1.0), default=0.5,
+                   help="share of the faces the 15 test corruptions are scored on below the highest "
+                        "severity (a fixed seeded sample; default 0.5; 1: every face). The highest "
+                        "severity, the validation corruptions and the clean faces use every face")
     p.add_argument("--workers", type=number(int, 0, 256), default=0,
                    help="worker processes: build the corrupted sets and, on a CPU engine, score them "
                         "(default: one per core)")
@@ -116,7 +120,7 @@ def _evaluate(a) -> int:
         severities=tuple(sorted(_csv(a.severities, SEVERITIES, "--severities", int))),
         ldl_severities=None if not a.ldl_severities else SEVERITIES if a.ldl_severities == "all"
         else tuple(sorted(_csv(a.ldl_severities, SEVERITIES, "--ldl-severities", int))),
-        workers=a.workers, seed=a.seed, bootstrap=a.bootstrap,
+        low_severity_sample=a.low_severity_sample, workers=a.workers, seed=a.seed, bootstrap=a.bootstrap,
         progress=not a.no_progress and sys.stderr.isatty())
     report, arrays = run(opts)
     write(report, arrays, out)

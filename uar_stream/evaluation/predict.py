@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from uar_stream.backends import create_engine
-from uar_stream.evaluation.sets import save_atomic
+from uar_stream.evaluation.sets import save_atomic, set_stem
 from uar_stream.model.preprocess import prepare_batch
 from uar_stream.model.store import model_id, read_manifest
 
@@ -22,7 +22,8 @@ _OPTIONAL = ("density", "member_probs")
 class Scores:
     """Per-face ensemble outputs. mean_probs (N, C); total, aleatoric, epistemic (N,) in nats;
     density (N,) (None without a density file); member_probs (N, M, C) (None in caches of
-    older versions)."""
+    older versions); rows: for a set built from a sample of the faces, their indices among
+    the clean faces (None: every face, in order). rows is not cached: the evaluation sets it."""
 
     mean_probs: np.ndarray
     total: np.ndarray
@@ -30,6 +31,7 @@ class Scores:
     epistemic: np.ndarray
     density: np.ndarray | None = None
     member_probs: np.ndarray | None = None
+    rows: np.ndarray | None = None
 
     @property
     def max_softmax_score(self) -> np.ndarray:
@@ -71,8 +73,9 @@ class Predictor:
     def _path(self, set_key: str, name: str) -> Path | None:
         return self.cache_dir / set_key / f"{name}.npz" if self.cache_dir else None
 
-    def cached(self, set_key: str, name: str) -> Scores | None:
-        """The cached Scores of this set, or None (missing, unreadable, or older than the model's outputs)."""
+    def cached(self, set_key: str, name: str, n: int | None = None) -> Scores | None:
+        """The cached Scores of this set, or None (missing, unreadable, older than the model's
+        outputs, or not ``n`` faces when ``n`` is given)."""
         path = self._path(set_key, name)
         if path is None or not path.is_file():
             return None
@@ -83,6 +86,8 @@ class Predictor:
             return None
         if self.manifest.density is not None and got.density is None:
             return None  # written before the model had its density output
+        if n is not None and len(got.total) != n:
+            return None
         return got
 
     def predict(self, images: np.ndarray, set_key: str | None = None, name: str | None = None) -> Scores:
@@ -119,6 +124,7 @@ class SetScorer:
     cache_dir: Path | None
     set_key: str
     todo: dict  # set id -> model names to score it with
+    rows: dict = field(default_factory=dict)  # set id -> face indices, for sampled sets
 
     def _predictor(self, name: str) -> Predictor:
         k = (self.models[name], self.backends[name], str(self.cache_dir))
@@ -130,6 +136,6 @@ class SetScorer:
     def __call__(self, sid, images: np.ndarray) -> dict:
         """Score one built set with every model it still needs: {"scores": {model: Scores}, "cpu_s"}."""
         t = time.process_time()
-        scores = {m: self._predictor(m).predict(images, self.set_key, f"{sid[0]}_s{sid[1]}")
-                  for m in self.todo[sid]}
+        stem = set_stem(sid, self.rows.get(sid))
+        scores = {m: self._predictor(m).predict(images, self.set_key, stem) for m in self.todo[sid]}
         return {"scores": scores, "cpu_s": time.process_time() - t}

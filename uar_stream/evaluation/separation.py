@@ -66,15 +66,13 @@ class Inputs:
 def shift_table(inp: Inputs, gs: GateScorer, protocol: str, corruptions: tuple[str, ...]) -> dict:
     """{corruption: {grid, negatives, accuracy_drop {sev}, not_a_shift, auroc {gate: {sev}},
     auroc_vs_clean {gate: {sev}} (the control, for resampled negatives)}}."""
-    acc_clean = metrics.accuracy(inp.clean.mean_probs, inp.labels)
     out = {}
     for c in corruptions:
         neg = inp.negatives(c, protocol)
         row: dict = {"grid": "48" if on_native_grid(c, protocol) else "224",
                      "negatives": negatives(c, protocol), "accuracy_drop": {}, "auroc": {}}
         for s in inp.severities:
-            pos = inp.positives(c, protocol, s)
-            row["accuracy_drop"][str(s)] = _r(acc_clean - metrics.accuracy(pos.mean_probs, inp.labels))
+            row["accuracy_drop"][str(s)] = _r(accuracy_drop(inp, inp.positives(c, protocol, s)))
         drops = [v for v in row["accuracy_drop"].values() if v is not None]
         row["not_a_shift"] = bool(drops) and max(drops) < NOT_A_SHIFT_DROP
         for g in gs.gates:
@@ -87,6 +85,14 @@ def shift_table(inp: Inputs, gs: GateScorer, protocol: str, corruptions: tuple[s
                 for s in inp.severities} for g in gs.gates}
         out[c] = row
     return out
+
+
+def accuracy_drop(inp: Inputs, pos) -> float:
+    """Clean accuracy minus the accuracy on a corrupted set, on the same faces (a sampled
+    set's rows)."""
+    rows = slice(None) if pos.rows is None else pos.rows
+    labels = inp.labels[rows]
+    return metrics.accuracy(inp.clean.mean_probs[rows], labels) - metrics.accuracy(pos.mean_probs, labels)
 
 
 def _mean(table: dict, gate: str, corruptions, severities) -> dict:

