@@ -24,7 +24,8 @@ from tests.support.paths import MEDIA, ROOT, need
 
 pytestmark = pytest.mark.slow
 
-SHIPPED_GLOBS = ("manifest.json", "*.safetensors", "*.md")  # pyproject's package-data for the model
+# pyproject's package-data for the model
+SHIPPED_GLOBS = ("manifest.json", "*.safetensors", "*.md", "engine_int8.onnx")
 
 
 def _sh(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
@@ -83,7 +84,9 @@ def test_installed_wheel_runs_with_its_shipped_model(tmp_path):
     expected = sorted(p.name for p in (ROOT / "engines" / "default").iterdir()
                       if p.is_file() and any(fnmatch.fnmatch(p.name, g) for g in SHIPPED_GLOBS))
     assert packaged == expected and "manifest.json" in packaged
-    assert not [n for n in names if "ldl" in n or n.endswith((".onnx", ".plan")) or n.startswith("tests/")]
+    shipped_int8 = "uar_stream/shipped/default/engine_int8.onnx"  # the one engine file that ships
+    built = [n for n in names if n.endswith((".onnx", ".plan")) and n != shipped_int8]
+    assert not [n for n in names if "ldl" in n or n.startswith("tests/")] and not built
 
     venv, env = _venv_with_wheel(tmp_path, wheel)
     work = _mkdir(tmp_path / "work")  # empty: no engines/ to find, no checkout beside the package
@@ -91,9 +94,11 @@ def test_installed_wheel_runs_with_its_shipped_model(tmp_path):
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).resolve().is_relative_to(venv.resolve()), r.stdout
 
-    r = _sh("uar-stream", "run", "--source", video, "--output", "x.mp4", "--events", "e.jsonl",
+    r = _sh("uar-stream", "--verbose", "run", "--source", video, "--output", "x.mp4", "--events", "e.jsonl",
             "--no-progress", cwd=work, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    # no calibration faces here: the CPU engine is the int8 file the wheel ships
+    assert "engine_int8.onnx, int8 shipped with the model" in r.stderr, r.stderr
     events = _events(work / "e.jsonl")
     started, ended = events[0], events[-1]
     assert started["model_id"] == model_id(ROOT / "engines" / "default")

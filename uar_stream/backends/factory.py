@@ -7,9 +7,10 @@ fp16/bf16 are GPU precisions: when auto lands on a CPU backend it runs fp32 and 
 (that line is a WARNING: the user does not get what they asked for). int8 is the reverse: an
 onnxruntime CPU precision (a quantised file built by ``uar-stream build-engine --precision int8``),
 so auto with int8 goes straight to onnxruntime, and torch / tensorrt / cuda refuse it.
-``precision='auto'`` (the config default) is int8 where onnxruntime runs on the CPU and the model's
-int8 file is built (2.1-2.3x faster, 99.5% of PublicTest faces on their fp32 route:
-docs/engines.md#precision), else fp32; GPU backends run fp32.
+``precision='auto'`` (the config default) is int8 where onnxruntime runs on the CPU and the model
+has an int8 file, built locally or shipped in the model directory (``backends/shipped.py``;
+2.1-2.3x faster, 99.5% of PublicTest faces on their fp32 route: docs/engines.md#precision),
+else fp32; GPU backends run fp32.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Callable
 from uar_stream.backends import onnxruntime_backend, tensorrt_backend
 from uar_stream.backends.base import Engine
 from uar_stream.backends.export import ensure_onnx, load_graph
+from uar_stream.backends.shipped import Int8File, find_int8
 from uar_stream.backends.torch_backend import TorchEngine, cuda_unavailable_reason
 from uar_stream.errors import ConfigError, ModelError, UarError
 from uar_stream.model.store import Manifest, read_manifest
@@ -81,18 +83,20 @@ def _torch(r: _Request, device: str) -> Engine:
 def _onnxruntime(r: _Request) -> Engine:
     if why := onnxruntime_backend.unavailable_reason():
         raise ConfigError(f"engine.backend: onnxruntime cannot run here: {why}")
-    if r.precision == "auto":
-        r = dataclasses.replace(r, precision=_cpu_auto_precision(r))
-    if r.precision not in ("fp32", "fp16", "int8"):
+    if r.precision not in ("auto", "fp32", "fp16", "int8"):
         raise ConfigError(f"engine.precision: {r.precision!r} is not supported by onnxruntime; "
                           "allowed: fp32, fp16, int8")
     if r.precision == "int8" and r.device == "cuda":
         raise ConfigError(f"engine.precision: {INT8_ONLY}; engine.device is cuda")
+    int8 = _cpu_int8(r)
+    r = dataclasses.replace(r, precision="int8" if int8.path else "fp32") if r.precision == "auto" else r
     device = "cuda" if r.device == "cuda" else "cpu"
-    path = ensure_onnx(r.model_dir, r.precision)
+    path = int8.path or ensure_onnx(r.model_dir, r.precision)
     m = r.manifest
-    return onnxruntime_backend.OnnxRuntimeEngine(path, m.members, len(m.classes), m.input_size,
-                                                 device, r.max_batch, r.threads)
+    eng = onnxruntime_backend.OnnxRuntimeEngine(path, m.members, len(m.classes), m.input_size,
+                                                device, r.max_batch, r.threads)
+    eng.source = int8.note
+    return eng
 
 
 def _gpu_precision(r: _Request) -> _Request:
@@ -100,16 +104,21 @@ def _gpu_precision(r: _Request) -> _Request:
     return dataclasses.replace(r, precision="fp32") if r.precision == "auto" else r
 
 
-def _cpu_auto_precision(r: _Request) -> str:
-    """precision auto on onnxruntime: int8 on the CPU when its file is built, else fp32."""
-    if r.device == "cuda":
-        return "fp32"
-    try:
-        ensure_onnx(r.model_dir, "int8")
-    except ConfigError as e:  # not built (or stale): fp32, and how to get the faster engine
-        log.info("engine: precision auto runs fp32: %s", str(e).removeprefix("engine.precision: int8: "))
-        return "fp32"
-    return "int8"
+def _cpu_int8(r: _Request) -> Int8File:
+    """The int8 file precision auto / int8 runs on the CPU (built locally, else shipped); none
+    (path None) for other precisions, on cuda, or when neither is usable: auto then runs fp32
+    and logs why (a WARNING when a shipped file is stale or missing), int8 stops with that line."""
+    if r.precision not in ("auto", "int8") or r.device == "cuda":
+        return Int8File(None)
+    found = find_int8(r.model_dir)
+    if found.path is None and r.precision == "int8":
+        raise ConfigError(f"engine.precision: int8: {found.why}")
+    if found.path is None:
+        level = logging.WARNING if found.problem else logging.INFO
+        log.log(level, "engine: precision auto runs fp32: %s", found.why)
+    elif found.problem:  # a locally built file runs; the shipped one needs rebuilding
+        log.warning("engine: int8 runs the locally built %s: %s", found.path, found.problem)
+    return found
 
 
 def _auto_candidates(r: _Request) -> list[tuple[str, Callable[[], Engine] | None, str]]:
@@ -133,7 +142,7 @@ def _auto_candidates(r: _Request) -> list[tuple[str, Callable[[], Engine] | None
 def _auto(r: _Request) -> Engine:
     if r.precision == "int8":  # one backend runs it: no fallback that would hide a missing file
         eng = _onnxruntime(r)
-        log.info("engine: backend auto chose %s (%s, int8); int8 runs on onnxruntime only",
+        log.info("engine: backend auto chose %s (%s); int8 runs on onnxruntime only",
                  eng.name, _describe(eng))
         return eng
     skipped: list[str] = []
@@ -166,8 +175,8 @@ def _describe(eng: Engine) -> str:
     parts = [f"max batch {getattr(eng, 'max_batch', '?')}"]
     if hasattr(eng, "threads"):
         parts.append(f"{eng.threads} threads")
-    for attr in ("onnx_path", "plan_file"):
-        if hasattr(eng, attr):
+    for attr in ("onnx_path", "plan_file", "source"):
+        if getattr(eng, attr, None):
             parts.append(str(getattr(eng, attr)))
     return ", ".join(parts)
 

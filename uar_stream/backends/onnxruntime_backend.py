@@ -75,6 +75,8 @@ class OnnxRuntimeEngine(BatchedEngine):
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.device = device
         self.name = "onnxruntime" + ("-cuda" if device == "cuda" else "")
+        #: Where the file comes from, for the engine's log line (e.g. "int8 shipped with the model").
+        self.source = ""
 
     def _infer(self, batch: np.ndarray) -> EnsembleOutput:
         outs = self.session.run(self.output_names, {INPUT_NAME: batch})

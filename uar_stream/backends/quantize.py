@@ -147,6 +147,24 @@ def quantize_int8(fp32_file: str | Path, out: str | Path, faces: np.ndarray) -> 
         logging.getLogger().disabled = was
 
 
+def write_int8(fp32: Path, path: Path, faces: np.ndarray, cal_hash: str, seed: int,
+               calibration_name: str) -> None:
+    """Quantise ``fp32`` on ``faces`` into ``path`` (atomically), with the fp32 file's metadata
+    plus the precision and the calibration sample (its sha256, size, seed and file name)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        quantize_int8(fp32, tmp, faces)
+        meta = {**read_onnx_metadata(fp32), "precision": "int8", "calibration_sha256": cal_hash,
+                "calibration_faces": str(len(faces)), "calibration_seed": str(seed),
+                "calibration_file": calibration_name}
+        set_metadata(tmp, meta)
+        publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def build_int8(model_dir: str | Path, calibration: str | Path, force: bool = False,
                n: int = CALIBRATION_FACES, seed: int = CALIBRATION_SEED) -> Path:
     """Build (or reuse) ``<model_dir>/onnx/<id>-int8.onnx`` calibrated on ``calibration``.
@@ -163,19 +181,8 @@ def build_int8(model_dir: str | Path, calibration: str | Path, force: bool = Fal
         log.info("engine: reusing %s (same calibration sample)", path)
         return path
     fp32 = ensure_onnx(model_dir, "fp32")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     t0 = time.perf_counter()
-    try:
-        quantize_int8(fp32, tmp, faces)
-        meta = {**read_onnx_metadata(fp32), "precision": "int8", "calibration_sha256": cal_hash,
-                "calibration_faces": str(len(faces)), "calibration_seed": str(seed),
-                "calibration_file": Path(calibration).name}
-        set_metadata(tmp, meta)
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_int8(fp32, path, faces, cal_hash, seed, Path(calibration).name)
     remove_stale(path.parent, key)
     reason = check_onnx(path, expected, has_density)
     if reason is not None:  # a build that fails its own check is a bug, not user error

@@ -20,6 +20,10 @@ def register(sub) -> dict:
     p.add_argument("--max-batch", type=number(int, 1, 4096), default=64,
                    help="TensorRT profile's largest batch")
     p.add_argument("--force", action="store_true", help="rebuild even if cached files are valid")
+    p.add_argument("--ship", action="store_true",
+                   help="int8: write the file into the model directory as a shipped artifact "
+                        "(engine_int8.onnx, recorded with its sha256 in manifest.json) instead of "
+                        "the local cache, so installs without calibration faces run int8")
     b = sub.add_parser("bench-engines", help="faces/s and latency per backend and batch, "
                                              "fused vs looped ensemble members")
     add_bench_arguments(b)
@@ -66,6 +70,8 @@ def _cmd_build_engine(a) -> int:
 
     if a.max_batch < 1:
         raise ConfigError(f"--max-batch: {a.max_batch} must be >= 1")
+    if a.ship and a.precision != "int8":
+        raise ConfigError(f"--ship: only int8 is shipped (--precision int8), not {a.precision}")
     model_dir = resolve_model_path(a.model)
     if a.precision == "int8":
         return _build_int8(model_dir, a)
@@ -101,12 +107,14 @@ def _build_int8(model_dir, a) -> int:
     from uar_stream.backends.export import ensure_onnx
     from uar_stream.backends.onnxruntime_backend import OnnxRuntimeEngine
     from uar_stream.backends.quantize import build_int8, calibration_sample
+    from uar_stream.backends.shipped import ship_int8
     from uar_stream.errors import ConfigError
     from uar_stream.model.store import read_manifest
 
     if not a.calibration:
         raise ConfigError("--precision int8 needs --calibration <training faces .npz, e.g. FER+ train.npz>")
-    path = build_int8(model_dir, a.calibration, force=a.force)
+    build = ship_int8 if a.ship else build_int8
+    path = build(model_dir, a.calibration, force=a.force)
     man = read_manifest(model_dir)
     faces = calibration_sample(a.calibration)[0][:64]
     args = (man.members, len(man.classes), man.input_size)
@@ -117,4 +125,16 @@ def _build_int8(model_dir, a) -> int:
     print(f"onnx:     {path} ({path.stat().st_size / 1e6:.1f} MB; int8 vs fp32 on {len(faces)} "
           f"calibration faces: max |probability diff| {diff:.3f}, same top class {same:.1%})")
     print("tensorrt: skipped (int8 is an onnxruntime CPU engine)")
+    if a.ship:
+        _note_shadowing_cache(model_dir, path)
     return 0
+
+
+def _note_shadowing_cache(model_dir, shipped) -> None:
+    """After --ship: say so when a locally built int8 file exists (engines run it first)."""
+    from uar_stream.backends.shipped import find_int8
+
+    found = find_int8(model_dir)
+    if found.path is not None and found.path != shipped:
+        print(f"note:     {found.path} (built locally) runs before the shipped file while it "
+              "exists; delete it to run the shipped one")

@@ -44,6 +44,10 @@ class Manifest:
     decomposition_temperature: float | None = None
     #: The feature-density statistics: {"file", "sha256", "fit": {...}}; None: the model has none.
     density: dict | None = None
+    #: The shipped int8 CPU engine (:class:`ShippedInt8` as a dict, written by ``uar-stream
+    #: build-engine --precision int8 --ship``); None: the model ships none. Derived from the
+    #: model, not part of it: :func:`model_id` leaves it out (the entry records that id).
+    int8: dict | None = None
 
     @property
     def uncertainty_temperature(self) -> float:
@@ -61,7 +65,41 @@ class Manifest:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
 
-_OPTIONAL = ("decomposition_temperature", "density")
+_OPTIONAL = ("decomposition_temperature", "density", "int8")
+#: Manifest keys that :func:`model_id` does not hash: artifacts derived from the model that
+#: record its id themselves (hashing them would make the id depend on itself).
+_NOT_IDENTITY = ("int8",)
+#: Keys a manifest's ``int8`` entry must have (:class:`ShippedInt8`).
+_INT8_KEYS = ("file", "sha256", "model_id", "graph_version")
+
+
+@dataclass(frozen=True)
+class ShippedInt8:
+    """The manifest's ``int8`` entry: a quantised engine file shipped in the model directory.
+
+    ``model_id`` and ``graph_version`` name what it was quantised from (the members, density
+    and manifest as :func:`model_id` hashes them; the exported graph's version): when either
+    differs from the current model the file is stale. ``calibration`` holds the sample's
+    ``data_sha256``, ``faces`` and ``seed``; ``onnxruntime`` the version that quantised it."""
+
+    file: str
+    sha256: str
+    model_id: str
+    graph_version: str
+    calibration: dict = field(default_factory=dict)
+    onnxruntime: str = ""
+
+    @classmethod
+    def from_manifest(cls, man: Manifest) -> ShippedInt8 | None:
+        """The entry of ``man`` (checked by :func:`read_manifest`), or None when it has none."""
+        if man.int8 is None:
+            return None
+        known = {k: man.int8[k] for k in cls.__dataclass_fields__ if k in man.int8}
+        return cls(**{**known, "graph_version": str(man.int8["graph_version"])})
+
+    def to_dict(self) -> dict:
+        """The entry as the manifest stores it."""
+        return dict(self.__dict__)
 
 
 def file_sha256(path: Path) -> str:
@@ -101,7 +139,19 @@ def read_manifest(model_dir: str | Path) -> Manifest:
     if man.density is not None and not (isinstance(man.density, dict) and "file" in man.density
                                         and "sha256" in man.density):
         raise ModelError(f"{path}: 'density' must name its 'file' and 'sha256'")
+    _check_int8_entry(path, man.int8)
     return man
+
+
+def _check_int8_entry(path: Path, entry: object) -> None:
+    """The manifest's ``int8`` entry, if any, names a file in the model directory and its hashes."""
+    if entry is None:
+        return
+    if not (isinstance(entry, dict) and all(k in entry for k in _INT8_KEYS)):
+        raise ModelError(f"{path}: 'int8' must name its {', '.join(map(repr, _INT8_KEYS))}")
+    name = entry["file"]
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise ModelError(f"{path}: 'int8' file {name!r} must be a file name in the model directory")
 
 
 def density_path(model_dir: str | Path, man: Manifest, verify_hash: bool = True) -> Path | None:
@@ -188,14 +238,16 @@ def model_id(model_dir: str | Path) -> str:
     and metadata, evaluation reports, calibrated configs and the prediction cache.
 
     The first :data:`MODEL_ID_LENGTH` hex digits of a SHA-256 over the manifest (as parsed,
-    so its formatting does not count; every field does, temperature and metrics included) and the
-    SHA-256 of each weight file as it is on disk, in manifest order. A file whose hash differs
+    so its formatting does not count; every field does, temperature and metrics included, except
+    the shipped int8 engine's entry, which records this id) and the SHA-256 of each weight file
+    (and the density file) as it is on disk, in manifest order. A file whose hash differs
     from the one the manifest records raises ModelError, so a changed or corrupt file can never
     pass for the model it replaced, nor reuse an engine built from the old weights."""
     model_dir = Path(model_dir)
     man = read_manifest(model_dir)
+    doc = {k: v for k, v in man.to_dict().items() if k not in _NOT_IDENTITY}
     # canonical JSON: neither indentation nor key order in the file changes the id
-    h = hashlib.sha256(json.dumps(man.to_dict(), sort_keys=True, separators=(",", ":")).encode())
+    h = hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
     for name in man.files:
         path = model_dir / name
         if not path.is_file():

@@ -15,7 +15,7 @@ from uar_stream.evaluation.calibrate import calibrate
 from uar_stream.evaluation.predict import Predictor
 from uar_stream.model import locate
 from uar_stream.model.locate import DEFAULT_MODEL, resolve_model_path
-from uar_stream.model.store import MANIFEST, MODEL_ID_LENGTH, model_id
+from uar_stream.model.store import MANIFEST, MODEL_ID_LENGTH, model_id, read_manifest
 
 from tests.support.live import make_tiny_model
 
@@ -43,6 +43,21 @@ def test_id_changes_with_any_manifest_field_or_weight(tiny, tmp_path):
     assert model_id(tiny) != mid
     other = make_tiny_model(tmp_path / "other", members=2, seed=1)  # same manifest shape, new weights
     assert model_id(other) not in (mid, model_id(tiny))
+
+
+def test_id_leaves_out_the_shipped_int8_entry_that_records_it(tiny):
+    """The int8 engine is derived from the model and records the model's id: its entry must not
+    feed that id (it could never match itself), and a malformed entry is one line naming the key."""
+    mid = model_id(tiny)
+    man = json.loads((tiny / MANIFEST).read_text())
+    man["int8"] = {"file": "engine_int8.onnx", "sha256": "0" * 64, "model_id": mid, "graph_version": "3"}
+    (tiny / MANIFEST).write_text(json.dumps(man))
+    assert model_id(tiny) == mid and read_manifest(tiny).int8["model_id"] == mid
+    for bad in ({"file": "engine_int8.onnx"}, {**man["int8"], "file": "../elsewhere.onnx"}, "x"):
+        (tiny / MANIFEST).write_text(json.dumps({**man, "int8": bad}))
+        with pytest.raises(ModelError) as e:
+            read_manifest(tiny)
+        assert "\n" not in str(e.value) and str(e.value).startswith(f"{tiny / MANIFEST}: 'int8' ")
 
 
 def test_id_refuses_weights_the_manifest_does_not_vouch_for(tiny):
