@@ -9,7 +9,9 @@ PublicTest face (accuracy, ECE and Spearman on the faces with an emotion majorit
 accuracy, ECE of ``mean_probs``, Spearman(aleatoric, annotators' vote entropy), the routes under
 the default config's thresholds (routing.* of ``configs/default.yaml``, the shipped model's),
 the share of faces whose route is the same with both engines, and the largest absolute
-difference of every output. A missing int8 file is built first when ``--calibration`` is given.
+difference of every output. int8 is the file ``precision: int8`` runs: a local build
+(``onnx/<id>-int8.onnx``) if there is one, else the model's shipped ``engine_int8.onnx`` (the
+file the documented figures apply to); ``--calibration`` builds a missing local file first.
 """
 from __future__ import annotations
 

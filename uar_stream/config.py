@@ -74,8 +74,8 @@ class EngineConfig:
 
     backend: str = _opt("auto", choices=("auto", "onnxruntime", "torch", "tensorrt"))
     device: str = _opt("auto", choices=("auto", "cpu", "cuda"))
-    # auto: int8 on onnxruntime CPU when its file is built (`uar-stream build-engine --precision
-    # int8`), else fp32; int8: onnxruntime on the CPU only
+    # auto: int8 on onnxruntime CPU when the model has an int8 file (engines/default ships one;
+    # or `uar-stream build-engine --precision int8`), else fp32; int8: onnxruntime on the CPU only
     precision: str = _opt("auto", choices=("auto", "fp32", "fp16", "bf16", "int8"))
     max_batch: int = _opt(64, lo=1, hi=1024)
     threads: int = _opt(0, lo=0, hi=256)  # 0: let the backend decide

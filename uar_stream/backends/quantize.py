@@ -12,7 +12,9 @@ faces on their fp32 route (docs/engines.md#precision).
 Calibration needs training faces, which the installed package does not carry (the FER+
 images are not ours to redistribute), so the int8 file is built once by
 ``uar-stream build-engine --precision int8 --calibration train.npz`` into the same cache as
-the other precisions; at run time a missing file is a one-line error saying that.
+the other precisions, or with ``--ship`` into the model directory as a shipped, hash-checked
+artifact (:mod:`uar_stream.backends.shipped`; engines/default ships one); at run time a missing
+file is a one-line error saying that.
 The calibration sample is fixed and seeded (:data:`CALIBRATION_FACES` faces, seed
 :data:`CALIBRATION_SEED`), prepared with :func:`uar_stream.model.preprocess.prepare_batch` as at
 inference, and its sha256 is written into the file's metadata.
