@@ -234,7 +234,8 @@ def _md_cross_sensitivity(r: dict) -> list[str]:
     return [
         "## Cross-sensitivity",
         "",
-        "Mean AUROC over corruption types (clean vs corrupted) per severity, for each uncertainty:",
+        "Mean AUROC over corruption types (clean vs corrupted) per severity, for each uncertainty"
+        f"{_sample_note(r)}:",
         "",
         _table(["uncertainty"] + [f"sev {s}" for s in sev], auroc_rows),
         "",
@@ -247,6 +248,15 @@ def _md_cross_sensitivity(r: dict) -> list[str]:
         f"total {_f(ctl['auroc_total'])}.",
         "",
     ]
+
+
+def _sample_note(r: dict) -> str:
+    """Which faces the lower severities were scored on, when not all of them."""
+    smp = r.get("low_severity_sample") or {}
+    if not smp or smp["faces"] >= smp["of"]:
+        return ""
+    return (f" (severities below {r['severities'][-1]}: corrupted versions of a fixed sample of "
+            f"{smp['faces']} of the {smp['of']} faces, against all clean faces)")
 
 
 def _md_per_corruption(r: dict) -> list[str]:
