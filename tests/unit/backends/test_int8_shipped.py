@@ -17,7 +17,7 @@ from uar_stream.errors import ConfigError, ModelError
 from uar_stream.model.preprocess import prepare_batch
 from uar_stream.model.store import MANIFEST, file_sha256, model_id, read_manifest
 
-from tests.support.paths import DEFAULT_MODEL, FERPLUS, need
+from tests.support.paths import DEFAULT_MODEL, FERPLUS, MEDIA, need
 
 
 def _copy(src, dst, int8=True):
@@ -103,6 +103,20 @@ def test_a_shipped_file_with_one_byte_flipped_is_a_one_line_error(shipped):
         msg = str(e.value)
         assert "\n" not in msg and msg.startswith(f"{path}: sha256 differs"), msg
     assert create_engine(shipped, "auto", "cpu", "fp32").onnx_path.name.endswith("-fp32.onnx")
+
+
+def test_uar_stream_run_with_a_changed_shipped_file_exits_2_in_one_line(shipped, tmp_path, capsys):
+    from uar_stream.cli.main import main
+
+    image = need(MEDIA / "faceapi_happy.jpg")
+    path = shipped / SHIPPED_FILE
+    path.write_bytes(path.read_bytes()[:-1] + bytes([path.read_bytes()[-1] ^ 0x01]))
+    events = tmp_path / "e.jsonl"
+    assert main(["run", "--model", str(shipped), "--source", str(image), "--events", str(events)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0] == f"uar-stream run: error: {path}: sha256 differs from the manifest's int8 entry " \
+                     "(file changed or corrupt)"
 
 
 def _retrained(model):
