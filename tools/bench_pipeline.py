@@ -96,14 +96,18 @@ def main() -> None:
                                                     str(MEDIA / "facenet_video.mp4")])
     ap.add_argument("--model", default="engines/default")
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--precision", default="auto", help="engine.precision, as `uar-stream run` uses it "
+                    "(default auto: the shipped int8 file on the CPU)")
     ap.add_argument("--detector", default="full")
     ap.add_argument("--repeat", type=int, default=3, help="runs per video; the median run is reported")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
-    cfg = load_config({"model": {"path": a.model}, "engine": {"backend": a.backend},
+    cfg = load_config({"model": {"path": a.model}, "engine": {"backend": a.backend, "precision": a.precision},
                        "detector": {"model": a.detector}})
     model_dir = resolve_model_path(cfg.model.path)
-    an = Analyzer(cfg, engine=_TimedEngine(create_engine(model_dir, cfg.engine.backend)))
+    e = cfg.engine
+    an = Analyzer(cfg, engine=_TimedEngine(create_engine(model_dir, e.backend, e.device, e.precision,
+                                                         e.max_batch, e.threads)))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for v in a.videos:
