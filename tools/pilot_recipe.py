@@ -5,7 +5,8 @@
 A pilot catches a recipe that hurts; it does not rank recipes that differ by less than its
 noise (one member, a short schedule: augmentation-heavy recipes need longer to pay off, so a
 small deficit here is expected). ``--ema-decay`` shortens the weight average to the pilot's
-schedule (0.999 averages ~5 epochs: most of a 6-epoch run).
+schedule (0.999 averages ~5 epochs: most of a 6-epoch run). ``--stem``/``--widths`` pilot a
+wider or narrower CNN (e.g. ``--recipes classic --epochs 24 --stem 48 --widths 64 128 256``).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 import logging
 from pathlib import Path
 
+from uar_stream.model.fused_cnn import CnnArch
 from uar_stream.training.trainer import TrainConfig, train_ensemble
 
 
@@ -26,12 +28,17 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--recipes", nargs="+", default=["classic", "live"], choices=["classic", "live"])
     ap.add_argument("--ema-decay", type=float, default=0.995)
+    ap.add_argument("--stem", type=int, help="CNN stem width (default: CnnArch's)")
+    ap.add_argument("--widths", type=int, nargs=3,
+                    help="CNN stage widths (default: CnnArch's), e.g. 64 128 256")
     a = ap.parse_args(argv)
+    arch = CnnArch(**{k: v for k, v in (("stem", a.stem), ("widths", tuple(a.widths or ()) or None))
+                      if v is not None})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     rows = []
     for recipe in a.recipes:
-        cfg = (TrainConfig.classic(members=1, epochs=a.epochs) if recipe == "classic"
-               else TrainConfig(members=1, epochs=a.epochs, ema_decay=a.ema_decay))
+        cfg = (TrainConfig.classic(members=1, epochs=a.epochs, arch=arch) if recipe == "classic"
+               else TrainConfig(members=1, epochs=a.epochs, ema_decay=a.ema_decay, arch=arch))
         out = Path(a.out) / recipe
         man = train_ensemble(a.data, a.test, out, cfg, out.with_name(recipe + ".work"))
         metrics_file = out.with_name(recipe + ".work") / "member_00" / "metrics.json"
