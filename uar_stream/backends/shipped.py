@@ -17,28 +17,25 @@ the id it records.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from uar_stream.backends.export import GRAPH_VERSION, check_onnx, ensure_onnx, publish
+from uar_stream.backends.export import GRAPH_VERSION, INT8_HINT, check_onnx, ensure_onnx
 from uar_stream.backends.quantize import CALIBRATION_FACES, CALIBRATION_SEED, calibration_sample, write_int8
+from uar_stream.datasets.ferplus import content_sha256
 from uar_stream.errors import ConfigError, ModelError
-from uar_stream.model.store import MANIFEST, Manifest, ShippedInt8, file_sha256, model_id, read_manifest
+from uar_stream.model.store import MANIFEST, ShippedInt8, file_sha256, model_id, read_manifest, write_manifest
 
 log = logging.getLogger("uar_stream.engine")
 
 #: The shipped int8 file's name in the model directory.
 SHIPPED_FILE = "engine_int8.onnx"
 #: How to rebuild the shipped file (after retraining, refitting the density, a new graph).
-SHIP_HINT = ("uar-stream build-engine --model {model} --precision int8 "
-             "--calibration <training faces .npz, e.g. FER+ train.npz> --ship")
+SHIP_HINT = INT8_HINT + " --ship"
 
 
 @dataclass(frozen=True)
@@ -62,28 +59,31 @@ def find_int8(model_dir: str | Path) -> Int8File:
     """The int8 file for this model: the local cache if valid, else the shipped file if it is
     intact and current. Raises ModelError when the shipped file's sha256 is not the manifest's."""
     model_dir = Path(model_dir)
-    entry = ShippedInt8.from_manifest(read_manifest(model_dir))
-    shipped, problem = _check_shipped(model_dir, entry) if entry else (None, "")
+    man = read_manifest(model_dir)
+    entry = ShippedInt8.from_manifest(man)
+    # the id hashes every weight file: computed once here for both checks of the shipped file
+    key = model_id(model_dir) if entry else ""
+    shipped, problem = _check_shipped(model_dir, entry, key) if entry else (None, "")
     try:
         return Int8File(ensure_onnx(model_dir, "int8"), "built", problem=problem)
     except ConfigError as e:  # not built locally (or an invalid cache file)
         not_built = str(e).removeprefix("engine.precision: int8: ")
     if shipped is not None:
-        _check_shipped_graph(model_dir, shipped)
+        _check_shipped_graph(shipped, key, man.density is not None)
         return Int8File(shipped, "shipped")
     return Int8File(None, why=problem or not_built, problem=problem)
 
 
-def _check_shipped(model_dir: Path, entry: ShippedInt8) -> tuple[Path | None, str]:
-    """(the shipped file, "") when intact and current; (None, why) when missing or stale.
-    A file whose bytes are not the ones the manifest records is a ModelError."""
+def _check_shipped(model_dir: Path, entry: ShippedInt8, key: str) -> tuple[Path | None, str]:
+    """(the shipped file, "") when intact and current (``key``: the model's id); (None, why)
+    when missing or stale. A file whose bytes are not the ones the manifest records is a
+    ModelError."""
     path = model_dir / entry.file
     hint = SHIP_HINT.format(model=model_dir)
     if not path.is_file():
         return None, f"the int8 file {path} named by {MANIFEST} is missing; rebuild it: {hint}"
     if file_sha256(path) != entry.sha256:
         raise ModelError(f"{path}: sha256 differs from the manifest's int8 entry (file changed or corrupt)")
-    key = model_id(model_dir)
     if entry.model_id != key or entry.graph_version != GRAPH_VERSION:
         return None, (f"the shipped {path} is stale (quantised from model {entry.model_id}, graph "
                       f"{entry.graph_version}; this model is {key}, graph {GRAPH_VERSION}); rebuild "
@@ -91,23 +91,19 @@ def _check_shipped(model_dir: Path, entry: ShippedInt8) -> tuple[Path | None, st
     return path, ""
 
 
-def _check_shipped_graph(model_dir: Path, path: Path) -> None:
-    """The shipped file is the int8 uncertainty graph of this model (its own metadata agrees)."""
-    has_density = read_manifest(model_dir).density is not None
-    expected = {"model_id": model_id(model_dir), "graph_version": GRAPH_VERSION, "precision": "int8"}
+def _check_shipped_graph(path: Path, key: str, has_density: bool) -> None:
+    """The shipped file is the int8 uncertainty graph of model ``key`` (its own metadata agrees)."""
+    expected = {"model_id": key, "graph_version": GRAPH_VERSION, "precision": "int8"}
     reason = check_onnx(path, expected, has_density)
     if reason is not None:
         raise ModelError(f"{path}: not the int8 engine its manifest entry describes ({reason})")
 
 
 def calibration_data_sha256(path: str | Path) -> str:
-    """SHA-256 of a calibration file's ``images`` (and ``votes``) arrays, as the manifest's
-    ``training.data.train_sha256`` and ``density.fit.data_sha256`` hash FER+ training data."""
+    """SHA-256 of a calibration file's ``images`` (and ``votes``) arrays: the content hash the
+    manifest's ``training.data.train_sha256`` records for FER+ training data."""
     with np.load(path, allow_pickle=False) as d:
-        h = hashlib.sha256(d["images"].tobytes())
-        if "votes" in d.files:
-            h.update(np.ascontiguousarray(d["votes"]).tobytes())
-    return h.hexdigest()
+        return content_sha256(d["images"], d["votes"] if "votes" in d.files else None)
 
 
 def ship_int8(model_dir: str | Path, calibration: str | Path, force: bool = False,
@@ -123,20 +119,20 @@ def ship_int8(model_dir: str | Path, calibration: str | Path, force: bool = Fals
     faces, sample_hash = calibration_sample(calibration, n, seed)
     man = read_manifest(model_dir)
     old = ShippedInt8.from_manifest(man)
-    if old is not None and not force and _same_sample(model_dir, old, sample_hash):
+    key = model_id(model_dir)
+    if old is not None and not force and _same_sample(model_dir, old, key, sample_hash):
         log.info("engine: keeping the shipped %s (same model, same calibration sample)", old.file)
         return model_dir / old.file
-    key = model_id(model_dir)
     path = model_dir / SHIPPED_FILE
     fp32 = ensure_onnx(model_dir, "fp32")
     t0 = time.perf_counter()
     write_int8(fp32, path, faces, sample_hash, seed, Path(calibration).name)
-    _check_shipped_graph(model_dir, path)
+    _check_shipped_graph(path, key, man.density is not None)
     calib = {"data_sha256": calibration_data_sha256(calibration), "sample_sha256": sample_hash,
              "faces": len(faces), "seed": seed, "file": Path(calibration).name}
     entry = ShippedInt8(SHIPPED_FILE, file_sha256(path), key, GRAPH_VERSION, calib, onnxruntime.__version__)
     man.int8 = entry.to_dict()
-    _write_manifest(model_dir, man)
+    write_manifest(model_dir, man)
     if model_id(model_dir) != key:  # the entry must never feed the id it records
         raise ModelError(f"{model_dir / MANIFEST}: recording the int8 entry changed the model id")
     log.info("engine: shipped %s (int8, %d calibration faces) in %.1f s", path, len(faces),
@@ -144,18 +140,10 @@ def ship_int8(model_dir: str | Path, calibration: str | Path, force: bool = Fals
     return path
 
 
-def _same_sample(model_dir: Path, entry: ShippedInt8, sample_hash: str) -> bool:
+def _same_sample(model_dir: Path, entry: ShippedInt8, key: str, sample_hash: str) -> bool:
     """The shipped file is intact, current and calibrated on this sample."""
     try:
-        path, _ = _check_shipped(model_dir, entry)
+        path, _ = _check_shipped(model_dir, entry, key)
     except ModelError:  # corrupt: rebuild it
         return False
     return path is not None and entry.calibration.get("sample_sha256") == sample_hash
-
-
-def _write_manifest(model_dir: Path, man: Manifest) -> None:
-    """Replace the manifest atomically (a temp file, then renamed)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=model_dir)
-    with os.fdopen(fd, "w") as f:
-        f.write(man.to_json() + "\n")
-    publish(Path(tmp), model_dir / MANIFEST)

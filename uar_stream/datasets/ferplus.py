@@ -53,10 +53,16 @@ def load_npz(path: str | Path) -> FaceSet:
         raise DataError(f"{path}: 'images' must be uint8 [N,S,S], got {images.dtype} {images.shape}")
     if votes.ndim != 2 or votes.shape[0] != images.shape[0] or votes.shape[1] < 8:
         raise DataError(f"{path}: 'votes' must be [N,>=8] matching images, got {votes.shape}")
-    h = hashlib.sha256()
-    h.update(images.tobytes())
-    h.update(np.ascontiguousarray(votes).tobytes())
-    return FaceSet(images, votes, h.hexdigest())
+    return FaceSet(images, votes, content_sha256(images, votes))
+
+
+def content_sha256(images: np.ndarray, votes: np.ndarray | None = None) -> str:
+    """SHA-256 of a face set's arrays (images, then votes when given): how every manifest
+    names the data a model was trained, calibrated or fitted on."""
+    h = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    if votes is not None:
+        h.update(np.ascontiguousarray(votes).tobytes())
+    return h.hexdigest()
 
 
 def image_hashes(images: np.ndarray) -> list[bytes]:

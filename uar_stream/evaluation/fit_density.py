@@ -25,7 +25,7 @@ from uar_stream.labels import majority_label
 from uar_stream.model.density import DENSITY_FILE, SHRINKAGE, fit_density, save_density
 from uar_stream.model.ensemble import load_ensemble
 from uar_stream.model.preprocess import prepare_batch
-from uar_stream.model.store import MANIFEST, file_sha256, read_manifest
+from uar_stream.model.store import file_sha256, read_manifest, write_manifest
 
 log = logging.getLogger("uar_stream.evaluation")
 
@@ -76,6 +76,6 @@ def fit_model_density(model_dir: str | Path, train: str | Path, exclude: str | P
                      "seconds": round(time.perf_counter() - t, 1)}}
     man.density = entry
     man.decomposition_temperature = float(decomposition_temperature)
-    (model_dir / MANIFEST).write_text(man.to_json() + "\n")
+    write_manifest(model_dir, man)
     log.info("density: fitted on %d faces (D=%d) in %.0f s", len(fit), dm.dim, time.perf_counter() - t)
     return entry

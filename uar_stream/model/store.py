@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,15 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def write_manifest(model_dir: str | Path, man: Manifest) -> None:
+    """Replace ``model_dir``'s manifest atomically (a temporary file, then renamed), so a
+    reader never sees half a manifest and an interrupted write leaves the old one."""
+    path = Path(model_dir) / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
+    tmp.write_text(man.to_json() + "\n")
+    os.replace(tmp, path)
 
 
 def read_manifest(model_dir: str | Path) -> Manifest:
