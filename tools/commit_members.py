@@ -110,6 +110,14 @@ def _deadline(final_at: str | None) -> dt.datetime | None:
     return deadline
 
 
+def label(repo: Path, work: Path) -> str:
+    """The commit messages' prefix: the model directory the work dir belongs to."""
+    try:
+        return str(work.resolve().parent.relative_to(repo.resolve()))
+    except ValueError:
+        return work.resolve().parent.name
+
+
 def commit_finished(repo: Path, work: Path, done: dict[str, str]) -> None:
     """Commit each member whose final weights are new since the last call (``done``: member
     directory name -> digest of the final weights already committed)."""
@@ -117,7 +125,7 @@ def commit_finished(repo: Path, work: Path, done: dict[str, str]) -> None:
         final = mdir / "final.safetensors"
         if final.is_file() and done.get(mdir.name) != digest(final):
             paths = [final, mdir / "metrics.json", work / "config.json"]
-            if commit(repo, paths, f"engines/next: {mdir.name} trained (weights, metrics, config)"):
+            if commit(repo, paths, f"{label(repo, work)}: {mdir.name} trained (weights, metrics, config)"):
                 done[mdir.name] = digest(final)
             elif git(repo, "diff", "--quiet", "HEAD", "--", str(final.relative_to(repo))).returncode == 0:
                 done[mdir.name] = digest(final)  # already committed earlier
@@ -134,7 +142,7 @@ def commit_progress(repo: Path, work: Path, out: Path, log_file: str | None, rea
         paths.append(Path(log_file))
     if (out / "manifest.json").is_file():  # the whole ensemble finished
         paths += [out / "manifest.json", *sorted(out.glob("member_*.safetensors"))]
-    commit(repo, paths, f"engines/next: training state at {reason} (resume: rerun the same command)")
+    commit(repo, paths, f"{label(repo, work)}: training state at {reason} (resume: rerun the same command)")
 
 
 def main(argv=None) -> int:

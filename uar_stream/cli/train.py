@@ -33,13 +33,13 @@ def _add_train(sub) -> None:
     p.add_argument("--work-dir", help="checkpoints (default: OUT.work); rerun to resume")
     p.add_argument("--recipe", default="live",
                    help="cnn: live (default: live-footage augmentation, class balance, weight "
-                   "average, members differ in strength) or classic (engines/default's recipe)")
+                   "average, members differ in strength), classic (engines/default's recipe) or wide "
+                   "(classic on wider members: stem 48, widths 64/128/256)")
     p.add_argument("--quick", action="store_true", help="small subset, 1 epoch, 2 members (CI smoke)")
 
 
 def _cmd_train(a) -> int:
-    from uar_stream.errors import ConfigError
-    from uar_stream.training.trainer import RECIPES, TrainConfig, print_summary, train_ensemble
+    from uar_stream.training.trainer import TrainConfig, print_summary, train_ensemble
 
     if a.backbone != "cnn":
         from uar_stream.training.dinov2 import train_dinov2_cli
@@ -48,14 +48,10 @@ def _cmd_train(a) -> int:
     a.epochs = 24 if a.epochs is None else a.epochs
     a.batch_size = 128 if a.batch_size is None else a.batch_size
     a.lr = 0.1 if a.lr is None else a.lr
-    if a.recipe not in RECIPES:
-        raise ConfigError(f"train --recipe: {a.recipe!r} is not allowed; allowed: {', '.join(RECIPES)}")
-    make = TrainConfig.classic if a.recipe == "classic" else TrainConfig
+    common = dict(loss=a.loss, seed=a.seed, batch_size=a.batch_size, lr=a.lr)
     if a.quick:
-        cfg = make(members=min(a.members, 2), epochs=1, loss=a.loss, seed=a.seed,
-                   batch_size=a.batch_size, lr=a.lr, limit=1024)
+        cfg = TrainConfig.for_recipe(a.recipe, members=min(a.members, 2), epochs=1, limit=1024, **common)
     else:
-        cfg = make(members=a.members, epochs=a.epochs, loss=a.loss, seed=a.seed,
-                   batch_size=a.batch_size, lr=a.lr)
+        cfg = TrainConfig.for_recipe(a.recipe, members=a.members, epochs=a.epochs, **common)
     print_summary(train_ensemble(a.data, a.test, a.out, cfg, a.work_dir), a.out)
     return 0

@@ -172,4 +172,21 @@ def test_cli_rejects_an_unknown_recipe(ferplus, tmp_path, capsys):
 
     assert main(["train", "--data", str(ferplus / "train.npz"), "--out", str(tmp_path / "x"),
                  "--quick", "--recipe", "fancy"]) == 2
-    assert "train --recipe: 'fancy' is not allowed; allowed: live, classic" in capsys.readouterr().err
+    assert "train --recipe: 'fancy' is not allowed; allowed: live, classic, wide" in capsys.readouterr().err
+
+
+def test_wide_recipe_is_classic_on_wider_members():
+    wide, classic = TrainConfig.for_recipe("wide", epochs=3), TrainConfig.classic(epochs=3)
+    assert wide.arch.widths == (64, 128, 256) and wide.arch.stem == 48
+    assert dataclasses.replace(wide, arch=classic.arch) == classic
+    assert TrainConfig.for_recipe("wide", arch=classic.arch).arch == classic.arch  # kw wins
+
+
+def test_cli_wide_recipe_writes_wide_members(ferplus, tmp_path):
+    from uar_stream.cli.main import main
+
+    out = tmp_path / "wide"
+    assert main(["train", "--data", str(ferplus / "train.npz"), "--out", str(out),
+                 "--quick", "--members", "1", "--recipe", "wide"]) == 0
+    arch = json.loads((out / "manifest.json").read_text())["arch"]
+    assert arch["widths"] == [64, 128, 256] and arch["stem"] == 48
