@@ -8,11 +8,12 @@ takes ``live_strengths[m % len]`` and ``balance[m % len]``, so the ensemble mixe
 levels and class emphasis while every member keeps the same architecture (one fused engine).
 The "classic" recipe (:meth:`TrainConfig.classic`) is the one engines/default was trained with.
 
-Members are trained one after another as M=1 modules: on CPU, bf16 autocast with a single
-member is faster per image than the grouped M-member module (measured: 581 vs 316
-member-images/s), and it makes per-member checkpoints natural. Inference fuses them.
-Training runs channels-last: oneDNN's bf16 convolutions are 1.3x faster per step in that
-layout on these CPUs (171 vs 222 ms per batch of 128, measured side by side).
+Members are trained one after another as M=1 modules: on CPU, a single member is faster per
+image than the grouped M-member module (measured with bf16: 581 vs 316 member-images/s), and it
+makes per-member checkpoints natural. Inference fuses them. Training runs channels-last (fp32:
+0.90 vs 1.17 s per batch of 128, measured side by side). bf16 autocast is used only where the
+CPU computes bf16 natively (``bf16=None``, the default; see :func:`use_bf16`): there oneDNN's
+bf16 convolutions are faster than fp32, elsewhere they are emulated and 9x slower.
 """
 from __future__ import annotations
 
@@ -59,7 +60,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     loss: str = "soft"
     seed: int = 0
-    bf16: bool = True
+    # bf16 autocast: None = only where the CPU has native bf16 (avx512_bf16 / amx_bf16). Without
+    # it oneDNN emulates bf16 and a step is 9x slower than fp32 (measured on an AVX2-only EPYC:
+    # 9.6 vs 1.0 s per batch of 128, wide member), so auto trains in fp32 there.
+    bf16: bool | None = None
     calibration_fraction: float = 0.05
     limit: int = 0  # >0: use only this many training faces (quick mode)
     arch: CnnArch = field(default_factory=CnnArch)
@@ -110,11 +114,24 @@ class TrainConfig:
             raise ConfigError(f"train.balance_cap: must be >= 1, got {self.balance_cap}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay: must be in [0, 1), got {self.ema_decay}")
+        if not (self.bf16 is None or isinstance(self.bf16, bool)):
+            raise ConfigError(f"train.bf16: allowed: true, false, null (auto), got {self.bf16!r}")
 
     def member_recipe(self, m: int) -> dict:
         """What member m varies: its live-augmentation strength and class-balance power."""
         strength = self.live.strength * self.live_strengths[m % len(self.live_strengths)]
         return {"live_strength": round(strength, 4), "balance": self.balance[m % len(self.balance)]}
+
+
+def use_bf16(setting: bool | None) -> bool:
+    """Whether to autocast to bf16: ``setting`` if given, else whether the CPU has native bf16."""
+    if setting is not None:
+        return setting
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: fp32 is always correct
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def validate_common(cfg) -> None:
@@ -186,7 +203,7 @@ def _train_epoch(net, opt, sched, ema, batches, cfg: TrainConfig, recipe: dict, 
     for s, (x, soft, hard, w) in enumerate(bar):
         x = augment(x, cfg.augment, gen)
         x = live_augment(x, live, gen, PIXEL_MEAN, PIXEL_STD).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(cfg.bf16)):
             logits = net(x)
         loss = member_loss(logits.float()[:, 0], soft, hard, cfg.loss, w)
         opt.zero_grad(set_to_none=True)

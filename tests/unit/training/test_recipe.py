@@ -13,7 +13,7 @@ from uar_stream.model.preprocess import PIXEL_MEAN, PIXEL_STD
 from uar_stream.training.augment import LiveConfig, live_augment
 from uar_stream.training.checkpoint import pack, read_state, unpack, write_state
 from uar_stream.training.losses import class_weights, face_weights, member_loss
-from uar_stream.training.trainer import TrainConfig, WeightAverage, train_ensemble
+from uar_stream.training.trainer import TrainConfig, WeightAverage, train_ensemble, use_bf16
 
 ONLY = ("yaw", "pitch", "aspect", "lowres", "blur", "gamma", "lowlight", "uneven", "occlude", "jpeg")
 
@@ -58,6 +58,7 @@ def test_live_augment_is_seeded_and_strength_zero_is_identity():
     (dict(balance=(0.3, 2.0)), "train.balance: must be one or more values in [0, 1]"),
     (dict(ema_decay=1.0), "train.ema_decay: must be in [0, 1), got 1.0"),
     (dict(balance_cap=0.5), "train.balance_cap: must be >= 1, got 0.5"),
+    (dict(bf16="yes"), "train.bf16: allowed: true, false, null (auto), got 'yes'"),
 ])
 def test_recipe_config_errors_name_the_key(kw, msg):
     with pytest.raises(ConfigError) as e:
@@ -190,3 +191,17 @@ def test_cli_wide_recipe_writes_wide_members(ferplus, tmp_path):
                  "--quick", "--members", "1", "--recipe", "wide"]) == 0
     arch = json.loads((out / "manifest.json").read_text())["arch"]
     assert arch["widths"] == [64, 128, 256] and arch["stem"] == 48
+
+
+def test_bf16_auto_follows_the_cpu_and_an_explicit_setting_wins(monkeypatch, tmp_path):
+    import uar_stream.training.trainer as trainer
+
+    fake = tmp_path / "cpuinfo"
+    real_path = trainer.Path
+    monkeypatch.setattr(trainer, "Path", lambda p: fake if p == "/proc/cpuinfo" else real_path(p))
+    fake.write_text("flags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert use_bf16(None) is False and use_bf16(True) is True
+    fake.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
+    assert use_bf16(None) is True and use_bf16(False) is False
+    fake.unlink()  # no /proc/cpuinfo (not Linux): fp32
+    assert use_bf16(None) is False
