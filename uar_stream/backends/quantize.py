@@ -1,8 +1,9 @@
 """The int8 CPU engine: onnxruntime static quantisation of the fp32 export.
 
 What is quantised, and why: only the members' feature extractor (every Conv, Relu and Add
-upstream of the global average pool), in QDQ format with per-channel int8 weights and uint8
-activations. uint8 activations are onnxruntime's fast x86 path (U8S8 QLinearConv); int8
+upstream of the global average pool), in QDQ format with per-channel int8 weights held to 7
+bits (:data:`uar_stream.backends.export.INT8_SCHEME`: full 8-bit weights saturate on x86 CPUs
+without VNNI) and uint8 activations. uint8 activations are onnxruntime's fast x86 path (U8S8 QLinearConv); int8
 activations measured 3-4x slower on the same faces and no closer to fp32. The head conv
 (the logits), the temperatures, softmax, the entropies and the density score's matmul stay
 fp32: int8 logits at temperature 0.55 move the probabilities by up to 0.07 and the
@@ -32,6 +33,7 @@ import numpy as np
 
 from uar_stream.backends.export import (
     GRAPH_VERSION,
+    INT8_SCHEME,
     check_onnx,
     ensure_onnx,
     onnx_path,
@@ -140,7 +142,7 @@ def quantize_int8(fp32_file: str | Path, out: str | Path, faces: np.ndarray) -> 
     logging.getLogger().disabled, was = True, logging.getLogger().disabled  # it warns on root
     try:
         quantize_static(str(fp32_file), str(out), _Reader(faces), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
+                        per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
                         op_types_to_quantize=list(QUANTISED_OPS),
                         calibrate_method=CalibrationMethod.MinMax,
@@ -158,7 +160,8 @@ def write_int8(fp32: Path, path: Path, faces: np.ndarray, cal_hash: str, seed: i
     tmp = Path(tmp_name)
     try:
         quantize_int8(fp32, tmp, faces)
-        meta = {**read_onnx_metadata(fp32), "precision": "int8", "calibration_sha256": cal_hash,
+        meta = {**read_onnx_metadata(fp32), "precision": "int8", "int8_scheme": INT8_SCHEME,
+                "calibration_sha256": cal_hash,
                 "calibration_faces": str(len(faces)), "calibration_seed": str(seed),
                 "calibration_file": calibration_name}
         set_metadata(tmp, meta)
@@ -177,7 +180,7 @@ def build_int8(model_dir: str | Path, calibration: str | Path, force: bool = Fal
     key = path.name.split("-")[0]
     faces, cal_hash = calibration_sample(calibration, n, seed)
     expected = {"model_id": key, "graph_version": GRAPH_VERSION, "precision": "int8",
-                "calibration_sha256": cal_hash}
+                "int8_scheme": INT8_SCHEME, "calibration_sha256": cal_hash}
     has_density = read_manifest(model_dir).density is not None
     if path.exists() and not force and check_onnx(path, expected, has_density) is None:
         log.info("engine: reusing %s (same calibration sample)", path)

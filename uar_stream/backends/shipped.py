@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uar_stream.backends.export import GRAPH_VERSION, INT8_HINT, check_onnx, ensure_onnx
+from uar_stream.backends.export import GRAPH_VERSION, INT8_HINT, INT8_SCHEME, check_onnx, ensure_onnx
 from uar_stream.backends.quantize import CALIBRATION_FACES, CALIBRATION_SEED, calibration_sample, write_int8
 from uar_stream.datasets.ferplus import content_sha256
 from uar_stream.errors import ConfigError, ModelError
@@ -88,12 +88,17 @@ def _check_shipped(model_dir: Path, entry: ShippedInt8, key: str) -> tuple[Path 
         return None, (f"the shipped {path} is stale (quantised from model {entry.model_id}, graph "
                       f"{entry.graph_version}; this model is {key}, graph {GRAPH_VERSION}); rebuild "
                       f"it: {hint}")
+    if entry.scheme != INT8_SCHEME:
+        return None, (f"the shipped {path} is stale (int8 scheme {entry.scheme or 'u8s8, 8-bit weights'}"
+                      f", which saturates on CPUs without VNNI; current scheme {INT8_SCHEME}); "
+                      f"rebuild it: {hint}")
     return path, ""
 
 
 def _check_shipped_graph(path: Path, key: str, has_density: bool) -> None:
     """The shipped file is the int8 uncertainty graph of model ``key`` (its own metadata agrees)."""
-    expected = {"model_id": key, "graph_version": GRAPH_VERSION, "precision": "int8"}
+    expected = {"model_id": key, "graph_version": GRAPH_VERSION, "precision": "int8",
+                "int8_scheme": INT8_SCHEME}
     reason = check_onnx(path, expected, has_density)
     if reason is not None:
         raise ModelError(f"{path}: not the int8 engine its manifest entry describes ({reason})")
@@ -130,7 +135,8 @@ def ship_int8(model_dir: str | Path, calibration: str | Path, force: bool = Fals
     _check_shipped_graph(path, key, man.density is not None)
     calib = {"data_sha256": calibration_data_sha256(calibration), "sample_sha256": sample_hash,
              "faces": len(faces), "seed": seed, "file": Path(calibration).name}
-    entry = ShippedInt8(SHIPPED_FILE, file_sha256(path), key, GRAPH_VERSION, calib, onnxruntime.__version__)
+    entry = ShippedInt8(SHIPPED_FILE, file_sha256(path), key, GRAPH_VERSION, calib, onnxruntime.__version__,
+                        INT8_SCHEME)
     man.int8 = entry.to_dict()
     write_manifest(model_dir, man)
     if model_id(model_dir) != key:  # the entry must never feed the id it records

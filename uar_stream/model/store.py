@@ -81,7 +81,8 @@ class ShippedInt8:
     ``model_id`` and ``graph_version`` name what it was quantised from (the members, density
     and manifest as :func:`model_id` hashes them; the exported graph's version): when either
     differs from the current model the file is stale. ``calibration`` holds the sample's
-    ``data_sha256``, ``faces`` and ``seed``; ``onnxruntime`` the version that quantised it."""
+    ``data_sha256``, ``faces`` and ``seed``; ``onnxruntime`` the version that quantised it;
+    ``scheme`` how it was quantised (empty in entries written before the field existed)."""
 
     file: str
     sha256: str
@@ -89,6 +90,7 @@ class ShippedInt8:
     graph_version: str
     calibration: dict = field(default_factory=dict)
     onnxruntime: str = ""
+    scheme: str = ""
 
     @classmethod
     def from_manifest(cls, man: Manifest) -> ShippedInt8 | None:

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from uar_stream.backends import create_engine
-from uar_stream.backends.export import ensure_onnx, onnx_path, read_onnx_metadata
+from uar_stream.backends.export import INT8_SCHEME, ensure_onnx, onnx_path, read_onnx_metadata, set_metadata
 from uar_stream.backends.quantize import build_int8, calibration_sample
 from uar_stream.config import load_config
 from uar_stream.errors import ConfigError, DataError
 from uar_stream.model.preprocess import prepare_batch
 from uar_stream.model.store import MANIFEST
 
+from tests.support.int8 import NO_SATURATION_WEIGHT, widest_int8_weight
 from tests.support.paths import DEFAULT_MODEL, FERPLUS, need
 
 # A smaller sample than the 512 build-engine uses keeps the build to a few seconds.
@@ -73,6 +74,25 @@ def test_int8_file_is_cached_beside_fp32_with_its_calibration(model_dir, int8_fi
     assert head and not any(i in dq_out for n in head for i in n.input)
     mtime = int8_file.stat().st_mtime_ns  # same sample: reused, not rebuilt
     assert build_int8(model_dir, train_npz, n=CAL_FACES).stat().st_mtime_ns == mtime
+    assert ensure_onnx(model_dir, "int8") == int8_file
+
+
+def test_int8_weights_cannot_saturate_on_cpus_without_vnni(int8_file, tmp_path):
+    # full 8-bit weights passed here (VNNI) and were off by 0.48 on CI's AVX2 CPU
+    assert read_onnx_metadata(int8_file)["int8_scheme"] == INT8_SCHEME
+    assert widest_int8_weight(int8_file) <= NO_SATURATION_WEIGHT
+
+
+def test_a_cached_int8_file_of_another_scheme_is_not_run(model_dir, int8_file):
+    saved = int8_file.read_bytes()
+    try:
+        set_metadata(int8_file, {**read_onnx_metadata(int8_file), "int8_scheme": "u8s8"})
+        with pytest.raises(ConfigError) as e:
+            ensure_onnx(model_dir, "int8")
+        msg = str(e.value)
+        assert "\n" not in msg and "metadata int8_scheme is 'u8s8'" in msg and "build-engine" in msg
+    finally:
+        int8_file.write_bytes(saved)
     assert ensure_onnx(model_dir, "int8") == int8_file
 
 

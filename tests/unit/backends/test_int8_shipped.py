@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from uar_stream.backends import create_engine
-from uar_stream.backends.export import GRAPH_VERSION, onnx_path, read_onnx_metadata
+from uar_stream.backends.export import GRAPH_VERSION, INT8_SCHEME, onnx_path, read_onnx_metadata
 from uar_stream.backends.onnxruntime_backend import OnnxRuntimeEngine
 from uar_stream.backends.quantize import build_int8
 from uar_stream.backends.shipped import SHIPPED_FILE, find_int8, ship_int8
@@ -17,6 +17,7 @@ from uar_stream.errors import ConfigError, ModelError
 from uar_stream.model.preprocess import prepare_batch
 from uar_stream.model.store import MANIFEST, file_sha256, model_id, read_manifest
 
+from tests.support.int8 import NO_SATURATION_WEIGHT, widest_int8_weight
 from tests.support.paths import DEFAULT_MODEL, FERPLUS, MEDIA, need
 
 
@@ -74,6 +75,9 @@ def test_the_checkout_ships_an_int8_file_of_its_own_members(shipped_src):
     assert meta["precision"] == "int8" and meta["model_id"] == entry["model_id"]
     assert meta["calibration_sha256"] == entry["calibration"]["sample_sha256"]
     assert (shipped_src / SHIPPED_FILE).stat().st_size < 6 * 2**20
+    # quantised so that no CPU saturates it (CPUs without VNNI do with 8-bit weights)
+    assert entry["scheme"] == meta["int8_scheme"] == INT8_SCHEME
+    assert widest_int8_weight(shipped_src / SHIPPED_FILE) <= NO_SATURATION_WEIGHT
 
 
 def test_auto_runs_the_shipped_int8_on_the_cpu_with_nothing_built(shipped, faces, caplog):
@@ -132,10 +136,18 @@ def _entry_for_other_members(model):
     (model / MANIFEST).write_text(json.dumps(man, indent=2))
 
 
-@pytest.mark.parametrize("make_stale", [_retrained, _entry_for_other_members])
+def _entry_of_8bit_weights(model):
+    """An entry written before the scheme was recorded: full 8-bit weights."""
+    man = json.loads((model / MANIFEST).read_text())
+    man["int8"].pop("scheme")
+    (model / MANIFEST).write_text(json.dumps(man, indent=2))
+
+
+@pytest.mark.parametrize("make_stale", [_retrained, _entry_for_other_members, _entry_of_8bit_weights])
 def test_a_stale_shipped_file_is_ignored_with_one_warning(shipped, caplog, make_stale):
     make_stale(shipped)
-    assert read_manifest(shipped).int8["model_id"] != model_id(shipped)
+    entry = read_manifest(shipped).int8
+    assert entry["model_id"] != model_id(shipped) or entry.get("scheme") != INT8_SCHEME
     with caplog.at_level(logging.INFO, logger="uar_stream.engine"):
         eng = create_engine(shipped, "auto", "cpu", "auto")
     assert eng.onnx_path == onnx_path(shipped, "fp32")
