@@ -9,7 +9,7 @@ onnxruntime CPU precision (a quantised file built by ``uar-stream build-engine -
 so auto with int8 goes straight to onnxruntime, and torch / tensorrt / cuda refuse it.
 ``precision='auto'`` (the config default) is int8 where onnxruntime runs on the CPU and the model
 has an int8 file, built locally or shipped in the model directory (``backends/shipped.py``;
-2.1-2.3x faster, 99.5% of PublicTest faces on their fp32 route: docs/engines.md#precision),
+1.7-1.9x faster, 99.4% of PublicTest faces on their fp32 route: docs/engines.md#precision),
 else fp32; GPU backends run fp32.
 """
 from __future__ import annotations
