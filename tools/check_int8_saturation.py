@@ -42,6 +42,7 @@ def first_conv_int8(path: Path):
 
 
 def saturated_share(path: Path, faces: np.ndarray) -> tuple[float, int]:
+    """(share of first-conv outputs with a saturated pair, widest |weight|) on ``faces``."""
     scale, zero, w = first_conv_int8(path)
     x = np.clip(np.round(prepare_batch(faces)[:, 0] / scale) + zero, 0, 255).astype(np.int32)
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1)), constant_values=zero)
@@ -59,8 +60,10 @@ def saturated_share(path: Path, faces: np.ndarray) -> tuple[float, int]:
 
 
 def main() -> int:
+    """Print the saturated share for each file."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("files", nargs="*", type=Path, default=[ROOT / "engines" / "default" / "engine_int8.onnx"])
+    ap.add_argument("files", nargs="*", type=Path,
+                    default=[ROOT / "engines" / "default" / "engine_int8.onnx"])
     ap.add_argument("--faces", type=int, default=64)
     a = ap.parse_args()
     with np.load(PUBLICTEST) as d:

@@ -15,7 +15,7 @@ def widest_int8_weight(path: str | Path) -> int:
 
     model = onnx.load(str(path))
     init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    weights = [init[n.input[0]] for n in model.graph.node
-               if n.op_type == "DequantizeLinear" and n.input[0] in init and init[n.input[0]].dtype == np.int8]
+    read = [n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in init]
+    weights = [init[name] for name in read if init[name].dtype == np.int8]
     assert weights, f"{path}: no int8 weights"
     return max(int(np.abs(w.astype(np.int32)).max()) for w in weights)

@@ -2,12 +2,12 @@
 
 What is quantised, and why: only the members' feature extractor (every Conv, Relu and Add
 upstream of the global average pool), in QDQ format with per-channel int8 weights held to 7
-bits (:data:`uar_stream.backends.export.INT8_SCHEME`: full 8-bit weights saturate on x86 CPUs
-without VNNI) and uint8 activations. uint8 activations are onnxruntime's fast x86 path (U8S8 QLinearConv); int8
-activations measured 3-4x slower on the same faces and no closer to fp32. The head conv
-(the logits), the temperatures, softmax, the entropies and the density score's matmul stay
-fp32: int8 logits at temperature 0.55 move the probabilities by up to 0.07 and the
-density score by 1.3 (against a 1.5 threshold); excluding them keeps 99.4% of PublicTest
+bits (:data:`uar_stream.backends.export.INT8_SCHEME`: full 8-bit weights saturate on x86
+CPUs without VNNI) and uint8 activations. uint8 activations are onnxruntime's fast x86 path
+(U8S8 QLinearConv); int8 activations measured 3-4x slower on the same faces and no closer to
+fp32. The head conv (the logits), the temperatures, softmax, the entropies and the density
+score's matmul stay fp32: int8 logits at temperature 0.55 move the probabilities by up to 0.07
+and the density score by 1.3 (against a 1.5 threshold); excluding them keeps 99.4% of PublicTest
 faces on their fp32 route (docs/engines.md#precision).
 
 Calibration needs training faces, which the installed package does not carry (the FER+
