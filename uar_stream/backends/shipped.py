@@ -10,8 +10,9 @@ id and graph version it was quantised from, the calibration sample, the onnxrunt
 (``onnx/<id>-int8.onnx``, which someone built on purpose) first, then the shipped file. The
 shipped file is checked whenever the manifest names it: a sha256 that differs from the entry's is
 a ModelError (a changed or corrupt file is never run); one quantised from other members, density
-or graph (the entry's model id or graph version is not the current one: stale), or a missing
-file, is not used and reported as a ``problem`` (a WARNING; precision auto then falls back).
+or graph, or with another int8 scheme (the entry's model id, graph version or scheme is not the
+current one: stale), or a missing file, is not used and reported as a ``problem`` (a WARNING;
+precision auto then falls back).
 The entry is left out of :func:`uar_stream.model.store.model_id`, so recording it does not change
 the id it records.
 """
