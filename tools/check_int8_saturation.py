@@ -69,6 +69,8 @@ def main() -> int:
     with np.load(PUBLICTEST) as d:
         faces = d["images"][:a.faces]
     for f in a.files:
+        if not f.is_file():
+            raise SystemExit(f"check_int8_saturation: error: {f}: no such file")
         share, widest = saturated_share(f, faces)
         print(f"{f}: widest |weight| {widest}; first-conv outputs with a saturated int16 pair on a "
               f"CPU without VNNI: {share:.2%} ({a.faces} PublicTest faces)")

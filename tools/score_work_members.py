@@ -18,18 +18,14 @@ import numpy as np
 from safetensors.torch import load_file
 from scipy.special import softmax
 
-from uar_stream.labels import CLASSES, majority_label
+from uar_stream.labels import CLASSES, emotion_rows, majority_label, vote_entropy
 from uar_stream.metrics import spearman
 from uar_stream.model.fused_cnn import CnnArch, FusedCnn
+from uar_stream.model.uncertainty import entropy
 from uar_stream.training.trainer import predict_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLICTEST = ROOT.parent / "shared" / "data" / "ferplus" / "publictest.npz"
-
-
-def entropy(p: np.ndarray) -> np.ndarray:
-    """Row-wise entropy in nats."""
-    return -(p * np.log(np.clip(p, 1e-12, 1))).sum(1)
 
 
 def main() -> int:
@@ -40,7 +36,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=PUBLICTEST)
     a = ap.parse_args()
     with np.load(a.data) as d:
-        emotion = d["votes"].argmax(1) < 8
+        emotion = emotion_rows(d["votes"])
         images, votes = d["images"][emotion], d["votes"][emotion]
     cfg = json.loads((a.work / "config.json").read_text())
     arch = CnnArch(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["arch"].items()})
@@ -52,11 +48,11 @@ def main() -> int:
         temperature = json.loads((a.work / f"member_{m:02d}" / "metrics.json").read_text())["temperature"]
         probs.append(softmax(predict_logits(net, images)[:, 0] / temperature, -1))
     p, y = np.mean(probs, 0), majority_label(votes)
-    emo = votes[:, :8] / votes[:, :8].sum(1, keepdims=True)
     aleatoric = np.mean([entropy(q) for q in probs], 0)
+    rho = spearman(aleatoric, vote_entropy(votes))
     recall = {c: round(float((p.argmax(1)[y == i] == i).mean()), 3) for i, c in enumerate(CLASSES[:8])}
     print(f"members {a.members} of {a.work}: accuracy {(p.argmax(1) == y).mean():.4f} ({len(y)} faces), "
-          f"Spearman(aleatoric, vote entropy) {spearman(aleatoric, entropy(emo)):.3f}, recall {recall}")
+          f"Spearman(aleatoric, vote entropy) {rho:.3f}, recall {recall}")
     return 0
 
 
