@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"({len(pos)} images with {rows[a.modes[0]]['faces']} faces, {len(neg)} negative frames; "
           f"IoU >= {a.iou})")
     if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(rows, indent=2))
     return 0
 
