@@ -52,6 +52,9 @@ class DetectorConfig:
     #: (full-range plain/flipped/CLAHE, short-range on smaller tiles plain/flipped) agree; 0: off.
     votes: int = _opt(3, lo=0, hi=5)
     vote_min_confidence: float = _opt(0.5, lo=0.05, hi=0.99)  # score floor of a vote
+    #: accurate: MTCNN (pipeline/mtcnn.py, weights shipped with the package) on the whole frame as a
+    #: second proposer, for faces no BlazeFace pass finds; fast and auto never run it.
+    mtcnn: bool = True
 
 
 @dataclass

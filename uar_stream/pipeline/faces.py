@@ -21,6 +21,12 @@ from uar_stream.quiet import third_party_quiet
 RIGHT_EYE, LEFT_EYE, NOSE_TIP, MOUTH_CENTER, RIGHT_EAR, LEFT_EAR = range(6)
 #: The keypoints used for alignment, in the order of CANONICAL_LANDMARKS_48.
 ALIGN_POINTS = (RIGHT_EYE, LEFT_EYE, NOSE_TIP, MOUTH_CENTER)
+#: accurate + detector.mtcnn: MTCNN's smallest face searched (its published default, 20 px).
+MTCNN_MIN_FACE_PX = 20
+#: An MTCNN box (x0, y0, x1, y1) -> BlazeFace's framing, in units of its width and height: the
+#: median offsets of the 131 MTCNN boxes of the shared media that overlap an `accurate` detection
+#: (IoU > 0.3; fitted on detections, not on the ground truth). BlazeFace's box sits ~13% lower.
+MTCNN_TO_BLAZEFACE = (-0.063, 0.133, 1.092, 0.995)
 
 
 def to_bgr(frame: np.ndarray) -> np.ndarray:
@@ -85,6 +91,7 @@ class DetectorPlan:
     nms_iou: float = 0.3  # overlap (IoU, or 0.7 of the smaller box) that merges two detections
     votes: int = 0  # accurate: agreeing tile passes that keep a face below the score floor; 0 off
     vote_min_confidence: float = 0.5  # accurate: score floor of one pass's vote
+    mtcnn: bool = False  # accurate: MTCNN on the whole frame as a second proposer
 
 
 class FaceDetector:
@@ -95,7 +102,9 @@ class FaceDetector:
       about a tenth of the frame width are missed, and rows of them vanish entirely.
     - ``accurate``: the full-range model on the whole frame AND on overlapping tiles of
       ``tile_px`` (small faces), plus the short-range model on the whole frame (close-ups,
-      semi-profiles), merged by NMS that keeps the best-scoring detection's keypoints.
+      semi-profiles), merged by NMS that keeps the best-scoring detection's keypoints; with
+      ``plan.mtcnn`` also MTCNN (pipeline/mtcnn.py) on the whole frame, for the faces no
+      BlazeFace pass finds (its boxes mapped onto BlazeFace's framing, see ``_mtcnn_faces``).
     - ``auto``: full + short on the whole frame; tiles only where faces may be small: frames
       whose longer side is at least ``tile_from_px``, or when the previous frame's tiled
       pass found more faces than this frame's whole-frame pass.
@@ -116,13 +125,18 @@ class FaceDetector:
             # The short-range graph applies its own floor; the votes need a lower one, and
             # the other checks keep the configured one, so this is a graph of its own.
             self._graphs["short_vote"] = _Graph("short", self.plan.vote_min_confidence)
+        self._mtcnn = None
+        if self.plan.mode == "accurate" and self.plan.mtcnn:
+            from uar_stream.pipeline.mtcnn import MTCNN  # imported here: torch, for accurate only
+
+            self._mtcnn = MTCNN(min_face_px=MTCNN_MIN_FACE_PX)
         self._last_tiled = 0  # auto: faces the last tiled pass found
 
     @classmethod
     def from_config(cls, cfg) -> FaceDetector:
         """From a :class:`~uar_stream.config.DetectorConfig`."""
         plan = DetectorPlan(cfg.mode, cfg.model, cfg.tile_px, cfg.tile_overlap, cfg.tile_from_px,
-                            cfg.nms_iou, cfg.votes, cfg.vote_min_confidence)
+                            cfg.nms_iou, cfg.votes, cfg.vote_min_confidence, cfg.mtcnn)
         return cls(cfg.model, cfg.min_confidence, cfg.min_face_px, plan)
 
     def detect(self, frame_bgr: np.ndarray, near=None) -> list[DetectedFace]:
@@ -139,17 +153,22 @@ class FaceDetector:
             return self._finish(cands, w, h)
         cands = [(s, b, lm, False) for m in ("full", "short") for s, b, lm in self._graphs[m].raw(rgb)]
         whole = self._finish(list(cands), w, h)
+        # MTCNN's faces join last: BlazeFace's own checks and votes run as without them
+        second = self._mtcnn_faces(rgb) if self._mtcnn is not None else []
         tile = p.mode == "accurate" or max(h, w) >= p.tile_from_px or self._last_tiled > len(whole)
         if not tile or max(h, w) <= p.tile_px:
-            return whole
+            return self._finish(cands + second, w, h) if second else whole
         tiled = self._tiled(rgb)
         cands += self._confirmed(rgb, tiled, whole)
         faces = self._finish(cands, w, h)
+        voted = []
         if p.mode == "accurate" and p.votes:
             # The votes face the same check as a lone tile detection (the cartoon logo of
             # pyfeat_no_face.mp4 gets 3 votes and fails it).
-            faces = self._finish(cands, w, h, extra=self._confirmed(rgb, self._voted(rgb, tiled, faces), [],
-                                                                    self.plan.vote_min_confidence))
+            voted = self._confirmed(rgb, self._voted(rgb, tiled, faces), [], self.plan.vote_min_confidence)
+            faces = self._finish(cands, w, h, extra=voted)
+        if second:
+            faces = self._finish(cands + second, w, h, extra=voted)
         self._last_tiled = len(faces)
         return faces
 
@@ -195,6 +214,29 @@ class FaceDetector:
                 cut = ((x0 > 0 and b[0] <= x0 + 1) or (y0 > 0 and b[1] <= y0 + 1)
                        or (x1 < w and b[2] >= x1 - 1) or (y1 < h and b[3] >= y1 - 1))
                 out.append((s, b, lm, bool(cut)))
+        return out
+
+    def _mtcnn_faces(self, rgb: np.ndarray) -> list:
+        """MTCNN's faces as candidates in BlazeFace's layout: the box mapped onto BlazeFace's
+        framing (:data:`MTCNN_TO_BLAZEFACE`), 6 keypoints (mouth centre: the mean of the two
+        corners; MTCNN has no ear points, the box sides at eye height stand in: only the eyes,
+        nose and mouth are used). Ranked after every BlazeFace detection in NMS (rank 2), so MTCNN
+        only adds faces: BlazeFace's keypoints are those the canonical crop was measured with,
+        and its boxes those of the ground truth."""
+        from uar_stream.pipeline import mtcnn as mt
+
+        r = MTCNN_TO_BLAZEFACE
+        out = []
+        for s, b, p in self._mtcnn.detect(rgb):
+            bw, bh = b[2] - b[0], b[3] - b[1]
+            box = np.array([b[0] + r[0] * bw, b[1] + r[1] * bh, b[0] + r[2] * bw, b[1] + r[3] * bh])
+            lm = np.zeros((6, 2), np.float32)
+            lm[RIGHT_EYE], lm[LEFT_EYE] = p[mt.EYE_IMAGE_LEFT], p[mt.EYE_IMAGE_RIGHT]  # subject's right
+            lm[NOSE_TIP] = p[mt.NOSE]
+            lm[MOUTH_CENTER] = (p[mt.MOUTH_IMAGE_LEFT] + p[mt.MOUTH_IMAGE_RIGHT]) / 2
+            eye_y = (lm[RIGHT_EYE, 1] + lm[LEFT_EYE, 1]) / 2
+            lm[RIGHT_EAR], lm[LEFT_EAR] = (box[0], eye_y), (box[2], eye_y)
+            out.append((s, box, lm, 2))
         return out
 
     def _confirmed(self, rgb: np.ndarray, tiled: list, whole: list[DetectedFace],
@@ -309,10 +351,10 @@ def tile_grid(w: int, h: int, tile: int, overlap: float) -> list[tuple[int, int,
 
 
 def nms(cands: list, iou_thr: float) -> list:
-    """Greedy NMS over (score, box, keypoints, cut) candidates: whole detections before
-    ones cut by a tile edge, then by score; a candidate overlapping a kept one by IoU >
-    ``iou_thr`` or covering 70% of the smaller box is dropped, so each face keeps the
-    keypoints of its best detection."""
+    """Greedy NMS over (score, box, keypoints, rank) candidates: whole detections (rank 0 or
+    False) before ones cut by a tile edge (1 or True), then MTCNN's (2), each by score; a
+    candidate overlapping a kept one by IoU > ``iou_thr`` or covering 70% of the smaller box is
+    dropped, so each face keeps the keypoints of its best detection."""
     order = sorted(cands, key=lambda c: (c[3], -c[0]))
     kept: list = []
     for c in order:
