@@ -87,12 +87,19 @@ def test_installed_wheel_runs_with_its_shipped_model(tmp_path):
     shipped_int8 = "uar_stream/shipped/default/engine_int8.onnx"  # the one engine file that ships
     built = [n for n in names if n.endswith((".onnx", ".plan")) and n != shipped_int8]
     assert not [n for n in names if "ldl" in n or n.startswith("tests/")] and not built
+    # MTCNN's weights (accurate mode's second proposer) and their licence ship as package data
+    mtcnn = {f"uar_stream/pipeline/mtcnn_weights/{n}" for n in
+             ("mtcnn.safetensors", "mtcnn.safetensors.sha256", "LICENSE.md", "NOTICE.md")}
+    assert mtcnn <= set(names), sorted(mtcnn - set(names))
 
     venv, env = _venv_with_wheel(tmp_path, wheel)
     work = _mkdir(tmp_path / "work")  # empty: no engines/ to find, no checkout beside the package
     r = _sh(venv / "bin" / "python", "-c", "import uar_stream; print(uar_stream.__file__)", cwd=work, env=env)
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).resolve().is_relative_to(venv.resolve()), r.stdout
+    r = _sh(venv / "bin" / "python", "-c", "from uar_stream.pipeline import mtcnn; mtcnn.MTCNN(); "
+            "print(mtcnn.WEIGHTS)", cwd=work, env=env)  # found in the installation, hash checked
+    assert r.returncode == 0 and Path(r.stdout.strip()).resolve().is_relative_to(venv.resolve()), r.stderr
 
     r = _sh("uar-stream", "--verbose", "run", "--source", video, "--output", "x.mp4", "--events", "e.jsonl",
             "--no-progress", cwd=work, env=env)
