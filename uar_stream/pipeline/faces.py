@@ -4,7 +4,8 @@ The detector is MediaPipe's BlazeFace from ``mediapipe==0.10.14``, the newest re
 wheel still ships the .tflite models (later releases download them; see README). It returns
 a box and 6 keypoints per face. Alignment maps the eyes, nose tip and mouth centre onto
 :data:`uar_stream.model.preprocess.CANONICAL_LANDMARKS_48` with a least-squares similarity
-transform, so a live face is framed like a FER2013 training face.
+transform, so a live face is framed like a FER2013 training face. In ``accurate`` mode MTCNN
+(:mod:`uar_stream.pipeline.mtcnn`) also proposes the faces no BlazeFace pass finds.
 """
 from __future__ import annotations
 
