@@ -55,6 +55,11 @@ class DetectorConfig:
     #: accurate: MTCNN (pipeline/mtcnn.py, weights shipped with the package) on the whole frame as a
     #: second proposer, for faces no BlazeFace pass finds; fast and auto never run it.
     mtcnn: bool = True
+    #: auto: YuNet (pipeline/yunet.py, weights shipped with the package) on the whole frame, for faces no
+    #: BlazeFace pass finds; fast and accurate never run it (it adds none to accurate: docs/faces.md).
+    yunet: bool = True
+    #: YuNet's least score (0.9: its authors' default); its faces must also pass min_confidence.
+    yunet_min_confidence: float = _opt(0.9, lo=0.05, hi=0.99)
 
 
 @dataclass

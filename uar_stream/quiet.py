@@ -19,13 +19,16 @@ import threading
 import warnings
 from collections.abc import Iterator
 
-#: Lines that MediaPipe's graph start-up prints and that say nothing a user can act on.
+#: Lines that MediaPipe's graph start-up (and OpenCV's dnn) print and that say nothing a user can act on.
 NOISE = tuple(re.compile(p) for p in (
     rb"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.",
     rb"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
     rb"^I\d{4} [\d:.]+ +\d+ \S+:\d+\] ",  # any absl/glog INFO line
     rb"^W\d{4} [\d:.]+ +\d+ inference_feedback_manager\.cc:\d+\] Feedback manager requires a model "
     rb"with a single signature",
+    # OpenCV 5's dnn, once per cv2.FaceDetectorYN (pipeline/yunet.py): the CPU runs it either way
+    rb"^\[ WARN:\d+@[\d.]+\] global net_impl_backend\.cpp:\d+ setPreferableTarget Targets are not "
+    rb"supported by the new graph engine",
 ))
 
 _verbose = False

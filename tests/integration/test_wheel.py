@@ -26,6 +26,10 @@ pytestmark = pytest.mark.slow
 
 # pyproject's package-data for the model
 SHIPPED_GLOBS = ("manifest.json", "*.safetensors", "*.md", "engine_int8.onnx")
+# the proposers' weights (MTCNN: accurate's; YuNet: accurate and auto's) and licences, package data
+PROPOSER_FILES = tuple(f"{d}/{n}" for d, w in (("mtcnn_weights", "mtcnn.safetensors"),
+                                              ("yunet_weights", "yunet_n_dynamic.onnx"))
+                       for n in (w, f"{w}.sha256", "LICENSE.md", "NOTICE.md"))
 
 
 def _sh(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
@@ -84,22 +88,23 @@ def test_installed_wheel_runs_with_its_shipped_model(tmp_path):
     expected = sorted(p.name for p in (ROOT / "engines" / "default").iterdir()
                       if p.is_file() and any(fnmatch.fnmatch(p.name, g) for g in SHIPPED_GLOBS))
     assert packaged == expected and "manifest.json" in packaged
-    shipped_int8 = "uar_stream/shipped/default/engine_int8.onnx"  # the one engine file that ships
-    built = [n for n in names if n.endswith((".onnx", ".plan")) and n != shipped_int8]
+    # the one engine file that ships (YuNet's .onnx is a face detector, not an engine)
+    shipped_int8 = "uar_stream/shipped/default/engine_int8.onnx"
+    built = [n for n in names if n.endswith((".onnx", ".plan")) and n != shipped_int8
+             and not n.startswith("uar_stream/pipeline/yunet_weights/")]
     assert not [n for n in names if "ldl" in n or n.startswith("tests/")] and not built
-    # MTCNN's weights (accurate mode's second proposer) and their licence ship as package data
-    mtcnn = {f"uar_stream/pipeline/mtcnn_weights/{n}" for n in
-             ("mtcnn.safetensors", "mtcnn.safetensors.sha256", "LICENSE.md", "NOTICE.md")}
-    assert mtcnn <= set(names), sorted(mtcnn - set(names))
+    proposers = {f"uar_stream/pipeline/{n}" for n in PROPOSER_FILES}
+    assert proposers <= set(names), sorted(proposers - set(names))
 
     venv, env = _venv_with_wheel(tmp_path, wheel)
     work = _mkdir(tmp_path / "work")  # empty: no engines/ to find, no checkout beside the package
     r = _sh(venv / "bin" / "python", "-c", "import uar_stream; print(uar_stream.__file__)", cwd=work, env=env)
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).resolve().is_relative_to(venv.resolve()), r.stdout
-    r = _sh(venv / "bin" / "python", "-c", "from uar_stream.pipeline import mtcnn; mtcnn.MTCNN(); "
-            "print(mtcnn.WEIGHTS)", cwd=work, env=env)  # found in the installation, hash checked
-    assert r.returncode == 0 and Path(r.stdout.strip()).resolve().is_relative_to(venv.resolve()), r.stderr
+    for mod, cls in (("mtcnn", "MTCNN"), ("yunet", "YuNet")):  # found in the installation, hash checked
+        r = _sh(venv / "bin" / "python", "-c", f"from uar_stream.pipeline import {mod}; {mod}.{cls}(); "
+                f"print({mod}.WEIGHTS)", cwd=work, env=env)
+        assert r.returncode == 0 and Path(r.stdout.strip()).resolve().is_relative_to(venv.resolve()), r.stderr
 
     r = _sh("uar-stream", "--verbose", "run", "--source", video, "--output", "x.mp4", "--events", "e.jsonl",
             "--no-progress", cwd=work, env=env)

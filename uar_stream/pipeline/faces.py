@@ -4,8 +4,9 @@ The detector is MediaPipe's BlazeFace from ``mediapipe==0.10.14``, the newest re
 wheel still ships the .tflite models (later releases download them; see README). It returns
 a box and 6 keypoints per face. Alignment maps the eyes, nose tip and mouth centre onto
 :data:`uar_stream.model.preprocess.CANONICAL_LANDMARKS_48` with a least-squares similarity
-transform, so a live face is framed like a FER2013 training face. In ``accurate`` mode MTCNN
-(:mod:`uar_stream.pipeline.mtcnn`) also proposes the faces no BlazeFace pass finds.
+transform, so a live face is framed like a FER2013 training face. Other face models propose the
+faces no BlazeFace pass finds: YuNet (:mod:`uar_stream.pipeline.yunet`) in ``auto``, MTCNN
+(:mod:`uar_stream.pipeline.mtcnn`) in ``accurate``.
 """
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ MTCNN_MIN_FACE_PX = 20
 #: median offsets of the 131 MTCNN boxes of the shared media that overlap an `accurate` detection
 #: (IoU > 0.3; fitted on detections, not on the ground truth). BlazeFace's box sits ~13% lower.
 MTCNN_TO_BLAZEFACE = (-0.063, 0.133, 1.092, 0.995)
+#: A YuNet box -> BlazeFace's framing, fitted the same way by tools/fit_proposer_framing.py: the median
+#: offsets of the 136 YuNet boxes (score >= 0.7) of the shared media that overlap a detection of
+#: `accurate` with both proposers off (IoU > 0.3). BlazeFace's box sits ~13% lower here too.
+YUNET_TO_BLAZEFACE = (-0.072, 0.130, 1.071, 0.978)
+#: The modes that run YuNet when ``plan.yunet`` is set. Measured (docs/faces.md): at its 0.9 it adds 5
+#: faces to auto and none to accurate (with or without MTCNN), whose other passes find them; fast stays
+#: BlazeFace-only.
+YUNET_MODES = ("auto",)
+#: NMS ranks (see :func:`nms`): BlazeFace's whole (0) and tile-cut (1) detections, then the proposers.
+YUNET_RANK, MTCNN_RANK = 2, 3
+#: The 5 landmarks of MTCNN and YuNet, in image terms (both name this order, see their modules).
+EYE_IMAGE_LEFT, EYE_IMAGE_RIGHT, NOSE, MOUTH_IMAGE_LEFT, MOUTH_IMAGE_RIGHT = range(5)
 
 
 def to_bgr(frame: np.ndarray) -> np.ndarray:
@@ -92,7 +105,9 @@ class DetectorPlan:
     nms_iou: float = 0.3  # overlap (IoU, or 0.7 of the smaller box) that merges two detections
     votes: int = 0  # accurate: agreeing tile passes that keep a face below the score floor; 0 off
     vote_min_confidence: float = 0.5  # accurate: score floor of one pass's vote
-    mtcnn: bool = False  # accurate: MTCNN on the whole frame as a second proposer
+    mtcnn: bool = False  # accurate: MTCNN on the whole frame as a proposer
+    yunet: bool = False  # YUNET_MODES: YuNet on the whole frame as a proposer
+    yunet_min_confidence: float = 0.9  # YuNet's least score
 
 
 class FaceDetector:
@@ -105,10 +120,11 @@ class FaceDetector:
       ``tile_px`` (small faces), plus the short-range model on the whole frame (close-ups,
       semi-profiles), merged by NMS that keeps the best-scoring detection's keypoints; with
       ``plan.mtcnn`` also MTCNN (pipeline/mtcnn.py) on the whole frame, for the faces no
-      BlazeFace pass finds (its boxes mapped onto BlazeFace's framing, see ``_mtcnn_faces``).
-    - ``auto``: full + short on the whole frame; tiles only where faces may be small: frames
-      whose longer side is at least ``tile_from_px``, or when the previous frame's tiled
-      pass found more faces than this frame's whole-frame pass.
+      BlazeFace pass finds (its boxes mapped onto BlazeFace's framing, see ``_proposed``).
+    - ``auto``: full + short on the whole frame, with ``plan.yunet`` also YuNet (pipeline/yunet.py,
+      mapped the same way); tiles only
+      where faces may be small: frames whose longer side is at least ``tile_from_px``, or when
+      the previous frame's tiled pass found more faces than this frame's whole-frame pass.
 
     Not thread-safe: one per thread.
     """
@@ -131,13 +147,24 @@ class FaceDetector:
             from uar_stream.pipeline.mtcnn import MTCNN  # imported here: torch, for accurate only
 
             self._mtcnn = MTCNN(min_face_px=MTCNN_MIN_FACE_PX)
+        self._yunet = None
+        if self.plan.mode in YUNET_MODES and self.plan.yunet:
+            from uar_stream.pipeline.yunet import YuNet
+
+            self._yunet = YuNet(score_threshold=self.plan.yunet_min_confidence)
         self._last_tiled = 0  # auto: faces the last tiled pass found
+
+    @property
+    def proposers(self) -> tuple[str, ...]:
+        """The other face models this detector runs beside BlazeFace, in NMS rank order."""
+        return tuple(n for n, m in (("yunet", self._yunet), ("mtcnn", self._mtcnn)) if m is not None)
 
     @classmethod
     def from_config(cls, cfg) -> FaceDetector:
         """From a :class:`~uar_stream.config.DetectorConfig`."""
         plan = DetectorPlan(cfg.mode, cfg.model, cfg.tile_px, cfg.tile_overlap, cfg.tile_from_px,
-                            cfg.nms_iou, cfg.votes, cfg.vote_min_confidence, cfg.mtcnn)
+                            cfg.nms_iou, cfg.votes, cfg.vote_min_confidence, cfg.mtcnn, cfg.yunet,
+                            cfg.yunet_min_confidence)
         return cls(cfg.model, cfg.min_confidence, cfg.min_face_px, plan)
 
     def detect(self, frame_bgr: np.ndarray, near=None) -> list[DetectedFace]:
@@ -154,9 +181,11 @@ class FaceDetector:
             return self._finish(cands, w, h)
         cands = [(s, b, lm, False) for m in ("full", "short") for s, b, lm in self._graphs[m].raw(rgb)]
         whole = self._finish(list(cands), w, h)
-        # MTCNN's faces join last: BlazeFace's own checks and votes run as without them
-        second = self._mtcnn_faces(rgb) if self._mtcnn is not None else []
-        tile = p.mode == "accurate" or max(h, w) >= p.tile_from_px or self._last_tiled > len(whole)
+        # the proposers' faces join last: BlazeFace's own checks and votes run as without them
+        second = self._proposed(frame_bgr, rgb)
+        # auto compares like with like: the last tiled count includes the proposers' faces
+        whole_n = len(self._finish(cands + second, w, h)) if second else len(whole)
+        tile = p.mode == "accurate" or max(h, w) >= p.tile_from_px or self._last_tiled > whole_n
         if not tile or max(h, w) <= p.tile_px:
             return self._finish(cands + second, w, h) if second else whole
         tiled = self._tiled(rgb)
@@ -167,7 +196,7 @@ class FaceDetector:
             # The votes face the same check as a lone tile detection (the cartoon logo of
             # pyfeat_no_face.mp4 gets 3 votes and fails it).
             voted = self._confirmed(rgb, self._voted(rgb, tiled, faces), [], self.plan.vote_min_confidence)
-        if voted or second:  # one merge of everything, MTCNN's faces ranked last
+        if voted or second:  # one merge of everything, the proposers' faces ranked last
             faces = self._finish(cands + second, w, h, extra=voted)
         self._last_tiled = len(faces)
         return faces
@@ -216,27 +245,16 @@ class FaceDetector:
                 out.append((s, b, lm, bool(cut)))
         return out
 
-    def _mtcnn_faces(self, rgb: np.ndarray) -> list:
-        """MTCNN's faces as candidates in BlazeFace's layout: the box mapped onto BlazeFace's
-        framing (:data:`MTCNN_TO_BLAZEFACE`), 6 keypoints (mouth centre: the mean of the two
-        corners; MTCNN has no ear points, the box sides at eye height stand in: only the eyes,
-        nose and mouth are used). Ranked after every BlazeFace detection in NMS (rank 2), so MTCNN
-        only adds faces: BlazeFace's keypoints are those the canonical crop was measured with,
-        and its boxes those of the ground truth."""
-        from uar_stream.pipeline import mtcnn as mt
-
-        r = MTCNN_TO_BLAZEFACE
+    def _proposed(self, bgr: np.ndarray, rgb: np.ndarray) -> list:
+        """The other models' faces as candidates in BlazeFace's layout (:func:`five_point_faces`):
+        YuNet's (rank :data:`YUNET_RANK`), then MTCNN's (:data:`MTCNN_RANK`). Both rank after every
+        BlazeFace detection in NMS, so they only add faces: BlazeFace's keypoints are those the
+        canonical crop was measured with, and its boxes those of the ground truth."""
         out = []
-        for s, b, p in self._mtcnn.detect(rgb):
-            bw, bh = b[2] - b[0], b[3] - b[1]
-            box = np.array([b[0] + r[0] * bw, b[1] + r[1] * bh, b[0] + r[2] * bw, b[1] + r[3] * bh])
-            lm = np.zeros((6, 2), np.float32)
-            lm[RIGHT_EYE], lm[LEFT_EYE] = p[mt.EYE_IMAGE_LEFT], p[mt.EYE_IMAGE_RIGHT]  # subject's right
-            lm[NOSE_TIP] = p[mt.NOSE]
-            lm[MOUTH_CENTER] = (p[mt.MOUTH_IMAGE_LEFT] + p[mt.MOUTH_IMAGE_RIGHT]) / 2
-            eye_y = (lm[RIGHT_EYE, 1] + lm[LEFT_EYE, 1]) / 2
-            lm[RIGHT_EAR], lm[LEFT_EAR] = (box[0], eye_y), (box[2], eye_y)
-            out.append((s, box, lm, 2))
+        if self._yunet is not None:
+            out += five_point_faces(self._yunet.detect(bgr), YUNET_TO_BLAZEFACE, YUNET_RANK)
+        if self._mtcnn is not None:
+            out += five_point_faces(self._mtcnn.detect(rgb), MTCNN_TO_BLAZEFACE, MTCNN_RANK)
         return out
 
     def _confirmed(self, rgb: np.ndarray, tiled: list, whole: list[DetectedFace],
@@ -316,6 +334,27 @@ class FaceDetector:
             g.close()
 
 
+def five_point_faces(found: list, framing: tuple, rank: int) -> list:
+    """(score, box, 5 landmarks in :data:`EYE_IMAGE_LEFT` ... order) of a proposer -> NMS candidates
+    (score, box, 6 keypoints, ``rank``) in BlazeFace's layout: the box mapped onto BlazeFace's
+    framing by ``framing`` ((x0, y0, x1, y1) in units of the box's width and height), the mouth
+    centre the mean of the two corners; no ear points: the box sides at eye height stand in
+    (only the eyes, nose and mouth are used)."""
+    r = framing
+    out = []
+    for s, b, p in found:
+        bw, bh = b[2] - b[0], b[3] - b[1]
+        box = np.array([b[0] + r[0] * bw, b[1] + r[1] * bh, b[0] + r[2] * bw, b[1] + r[3] * bh])
+        lm = np.zeros((6, 2), np.float32)
+        lm[RIGHT_EYE], lm[LEFT_EYE] = p[EYE_IMAGE_LEFT], p[EYE_IMAGE_RIGHT]  # the subject's right: image-left
+        lm[NOSE_TIP] = p[NOSE]
+        lm[MOUTH_CENTER] = (p[MOUTH_IMAGE_LEFT] + p[MOUTH_IMAGE_RIGHT]) / 2
+        eye_y = (lm[RIGHT_EYE, 1] + lm[LEFT_EYE, 1]) / 2
+        lm[RIGHT_EAR], lm[LEFT_EAR] = (box[0], eye_y), (box[2], eye_y)
+        out.append((s, box, lm, rank))
+    return out
+
+
 def _raw(graph: _Graph, rgb: np.ndarray, flip: bool) -> list:
     """``graph.raw`` on ``rgb`` or on its mirror image, in ``rgb``'s pixels. Mirrored, the
     subject's right eye/ear is found where the left was, so those keypoints swap back."""
@@ -352,7 +391,7 @@ def tile_grid(w: int, h: int, tile: int, overlap: float) -> list[tuple[int, int,
 
 def nms(cands: list, iou_thr: float) -> list:
     """Greedy NMS over (score, box, keypoints, rank) candidates: whole detections (rank 0 or
-    False) before ones cut by a tile edge (1 or True), then MTCNN's (2), each by score; a
+    False) before ones cut by a tile edge (1 or True), then YuNet's (2) and MTCNN's (3), each by score; a
     candidate overlapping a kept one by IoU > ``iou_thr`` or covering 70% of the smaller box is
     dropped, so each face keeps the keypoints of its best detection."""
     order = sorted(cands, key=lambda c: (c[3], -c[0]))

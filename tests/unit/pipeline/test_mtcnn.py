@@ -11,7 +11,16 @@ from uar_stream import load_config
 from uar_stream.errors import ConfigError, ModelError
 from uar_stream.model.store import file_sha256
 from uar_stream.pipeline import mtcnn as mt
-from uar_stream.pipeline.faces import LEFT_EYE, MOUTH_CENTER, NOSE_TIP, RIGHT_EYE, FaceDetector
+from uar_stream.pipeline.faces import (
+    LEFT_EYE,
+    MOUTH_CENTER,
+    MTCNN_RANK,
+    MTCNN_TO_BLAZEFACE,
+    NOSE_TIP,
+    RIGHT_EYE,
+    FaceDetector,
+    five_point_faces,
+)
 from uar_stream.pipeline.tracking import iou_matrix
 
 from tests.support.paths import ROOT
@@ -60,15 +69,13 @@ def test_no_face_on_a_blank_image_or_dogs(media, mtcnn, name):
     assert mtcnn.detect(_rgb(media, name)) == []
 
 
-def test_detector_keypoints_follow_blazeface_layout(media):
+def test_detector_keypoints_follow_blazeface_layout(media, mtcnn):
     # the subject's right eye is image-left; the mouth centre lies between the two corners
-    det = _detector("accurate")
-    rgb = _rgb(media, "pyfeat_multi_face.jpg")
-    cands = det._mtcnn_faces(rgb)
-    det.close()
+    found = mtcnn.detect(_rgb(media, "pyfeat_multi_face.jpg"))
+    cands = five_point_faces(found, MTCNN_TO_BLAZEFACE, MTCNN_RANK)
     assert len(cands) == 5
     for _, b, lm, rank in cands:
-        assert rank == 2 and lm.shape == (6, 2)  # NMS ranks them after every BlazeFace detection
+        assert rank == MTCNN_RANK == 3 and lm.shape == (6, 2)  # NMS ranks them after BlazeFace and YuNet
         assert lm[RIGHT_EYE, 0] < lm[LEFT_EYE, 0] and lm[LEFT_EYE, 1] < lm[NOSE_TIP, 1] < lm[MOUTH_CENTER, 1]
         assert b[0] < lm[MOUTH_CENTER, 0] < b[2]
 
@@ -103,7 +110,7 @@ def test_the_config_switch_is_a_boolean_named_in_errors():
                                                 ("accurate", False, False), ("accurate", True, True)])
 def test_only_accurate_with_the_switch_builds_mtcnn(mode, mtcnn, runs):
     det = _detector(mode, mtcnn=mtcnn)
-    assert (det._mtcnn is not None) is runs
+    assert ("mtcnn" in det.proposers) is runs
     det.close()
 
 
