@@ -166,3 +166,28 @@ def test_yunet_adds_a_face_of_a_group_photo_that_auto_misses(media, on):
     boxes = np.array([f.box for f in det.detect(_bgr(media, "dlib_2008_007676.jpg"))], float).reshape(-1, 4)
     det.close()
     assert bool((iou_matrix(face, boxes) >= 0.5).any()) is on
+
+
+def test_auto_skips_yunet_where_blazeface_is_sure_and_not_in_groups(media):
+    """A single-face clip: YuNet at most every YUNET_RECHECK_EVERY-th frame, the face found in each;
+    a group photo and a frame without faces: YuNet every time."""
+    from uar_stream.pipeline.faces import YUNET_RECHECK_EVERY
+
+    det = _detector("auto", yunet=True)
+    cap = cv2.VideoCapture(str(media / "pyfeat_single_face.mp4"))
+    n = 0
+    while n < 30:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        assert len(det.detect(frame)) == 1
+        n += 1
+    cap.release()
+    assert n == 30 and 1 <= det.yunet_runs <= -(-n // YUNET_RECHECK_EVERY) + 1
+    group, empty = _bgr(media, "pyfeat_multi_face.jpg"), _bgr(media, "fer_no-faces.jpg")
+    before = det.yunet_runs
+    for _ in range(3):
+        det.detect(group)
+        det.detect(empty)
+    assert det.yunet_runs - before == 6
+    det.close()
