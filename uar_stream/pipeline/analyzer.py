@@ -89,12 +89,15 @@ class Analyzer:
         """Detect and align every face of a frame (gray, BGR or BGRA; uint8, uint16 or float
         in 0..1). Anything else raises :class:`~uar_stream.errors.InputError`. Never silently
         empty: a frame too small for any face, or more faces than ``detector.max_faces`` (the
-        best-scored are kept), logs a warning (once per Analyzer and kind). ``near``: boxes
+        detector's first are kept: BlazeFace's by score, then the other models'), logs a warning
+        (once per Analyzer and kind). ``near``: boxes
         of followed faces: search only around them (streams between whole-frame passes)."""
         bgr = to_bgr(as_image(frame))
         faces = self.thread_detector().detect(bgr, near)
         warn_detection_limits(bgr.shape, len(faces), self.config.detector, self._warned)
-        faces = sorted(faces, key=lambda f: -f.score)[: self.config.detector.max_faces]
+        # the detector's order, not the score: BlazeFace's faces by score, then YuNet's and MTCNN's,
+        # whose scores are on other scales (an MTCNN 0.99 is not a better face than a BlazeFace 0.9)
+        faces = faces[: self.config.detector.max_faces]
         if not faces:
             return FaceBatch([], np.zeros((0, INPUT_SIZE, INPUT_SIZE), np.uint8), bgr.shape[:2])
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)

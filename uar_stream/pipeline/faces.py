@@ -410,14 +410,16 @@ def nms(cands: list, iou_thr: float) -> list:
     """Greedy NMS over (score, box, keypoints, rank) candidates: whole detections (rank 0 or
     False) before ones cut by a tile edge (1 or True), then YuNet's (2) and MTCNN's (3), each by score; a
     candidate overlapping a kept one by IoU > ``iou_thr`` or covering 70% of the smaller box is
-    dropped, so each face keeps the keypoints of its best detection."""
+    dropped, so each face keeps the keypoints of its best detection. Returns the kept ones best
+    first: BlazeFace's by score, then the proposers' by score (other scales: a cap on the number
+    of faces keeps BlazeFace's)."""
     order = sorted(cands, key=lambda c: (c[3], -c[0]))
     kept: list = []
     for c in order:
         b = c[1]
         if all(_overlap(b, k[1]) <= iou_thr and _inter_min(b, k[1]) < 0.7 for k in kept):
             kept.append(c)
-    return sorted(kept, key=lambda c: -c[0])
+    return sorted(kept, key=lambda c: (int(c[3]) >= YUNET_RANK, -c[0]))
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:

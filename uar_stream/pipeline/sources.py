@@ -89,7 +89,7 @@ def as_image(frame) -> np.ndarray:
 def warn_detection_limits(shape: tuple, found: int, detector, warned: set[str]) -> None:
     """Warn (once per ``warned`` set and kind) when a frame's size or face count limits what
     the detector can return: smaller than ``detector.min_face_px`` (no face fits), or more
-    faces than ``detector.max_faces`` (only that many, the best-scored, are analysed)."""
+    faces than ``detector.max_faces`` (only that many, the detector's first, are analysed)."""
     h, w = shape[:2]
     if min(h, w) < detector.min_face_px and "small" not in warned:
         warned.add("small")
@@ -97,8 +97,9 @@ def warn_detection_limits(shape: tuple, found: int, detector, warned: set[str]) 
                     "in it", w, h, detector.min_face_px)
     if found > detector.max_faces and "cap" not in warned:
         warned.add("cap")
-        log.warning("detector.max_faces reached: %d faces found in a %dx%d frame, the %d with the "
-                    "highest scores are analysed (raise detector.max_faces for crowds)",
+        log.warning("detector.max_faces reached: %d faces found in a %dx%d frame, the detector's first "
+                    "%d are analysed (BlazeFace's by score, then the other models'; raise "
+                    "detector.max_faces for crowds)",
                     found, w, h, detector.max_faces)
 
 

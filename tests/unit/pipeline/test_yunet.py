@@ -191,3 +191,15 @@ def test_auto_skips_yunet_where_blazeface_is_sure_and_not_in_groups(media):
         det.detect(empty)
     assert det.yunet_runs - before == 6
     det.close()
+
+
+def test_proposed_faces_come_after_blazefaces_so_a_face_cap_keeps_blazefaces(media):
+    """dlib_2008_007676.jpg: YuNet adds a face in auto; the detector lists BlazeFace's faces first
+    (as without YuNet), the added one after, whatever its score: max_faces keeps the first."""
+    img = _bgr(media, "dlib_2008_007676.jpg")
+    on, off = _detector("auto", yunet=True), _detector("auto", yunet=False)
+    with_y, without = on.detect(img), off.detect(img)
+    on.close()
+    off.close()
+    assert len(with_y) == len(without) + 1
+    assert [f.box for f in with_y[:len(without)]] == [f.box for f in without]
