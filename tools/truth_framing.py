@@ -47,7 +47,7 @@ def box_from_lines(eye_y: float, mouth_y: float, cheeks: tuple[float, float]) ->
 def fit(truth_path: Path, media: Path) -> dict[str, float]:
     """The framing constants measured on the detector-checked faces."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_detection import load_cases, match  # noqa: F401  (same loader as the benchmark)
+    from bench_detection import load_cases  # the benchmark's own loader
 
     from uar_stream.config import load_config
     from uar_stream.pipeline.faces import LEFT_EYE, MOUTH_CENTER, RIGHT_EYE, FaceDetector

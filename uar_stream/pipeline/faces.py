@@ -193,12 +193,12 @@ class FaceDetector:
         sure = len(whole) == 1 and max(h, w) < p.tile_from_px and not self._yunet_added
         second = self._proposed(frame_bgr, rgb, sure)
         # auto compares like with like: the last tiled count includes the proposers' faces
-        whole_n = len(self._finish(cands + second, w, h)) if second else len(whole)
+        merged = self._finish(cands + second, w, h) if second else whole
         if self._yunet is not None and self._since_yunet == 0:  # YuNet ran on this frame
-            self._yunet_added = whole_n > len(whole)
-        tile = p.mode == "accurate" or max(h, w) >= p.tile_from_px or self._last_tiled > whole_n
+            self._yunet_added = len(merged) > len(whole)
+        tile = p.mode == "accurate" or max(h, w) >= p.tile_from_px or self._last_tiled > len(merged)
         if not tile or max(h, w) <= p.tile_px:
-            return self._finish(cands + second, w, h) if second else whole
+            return merged
         tiled = self._tiled(rgb)
         cands += self._confirmed(rgb, tiled, whole)
         faces = self._finish(cands, w, h)

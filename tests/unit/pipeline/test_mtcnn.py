@@ -1,6 +1,5 @@
 """MTCNN, the second proposer of `accurate` (pipeline/mtcnn.py): real faces and blanks, the
 shipped weights' hash check, the config switch, and what it adds to `accurate`."""
-import json
 import shutil
 
 import cv2
@@ -18,14 +17,12 @@ from uar_stream.pipeline.faces import (
     MTCNN_TO_BLAZEFACE,
     NOSE_TIP,
     RIGHT_EYE,
-    FaceDetector,
     five_point_faces,
 )
 from uar_stream.pipeline.tracking import iou_matrix
 
-from tests.support.paths import ROOT
-
-TRUTH = ROOT / "tests" / "data" / "face_boxes.json"
+from tests.support.detection import detector as _detector
+from tests.support.detection import truth_boxes as _truth
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +32,6 @@ def mtcnn():
 
 def _rgb(media, name):
     return cv2.cvtColor(cv2.imread(str(media / name)), cv2.COLOR_BGR2RGB)
-
-
-def _truth(name, frame=None):
-    doc = json.loads(TRUTH.read_text())
-    (e,) = [e for e in doc["images"] if e["media"] == name and e["frame"] == frame]
-    return np.array([f["box"] for f in e["faces"]], float)
-
-
-def _detector(mode, **keys):
-    return FaceDetector.from_config(load_config(None, {"detector.mode": mode, **{
-        f"detector.{k}": v for k, v in keys.items()}}).detector)
 
 
 def test_the_five_faces_of_a_group_photo_with_their_landmarks(media, mtcnn):
