@@ -173,7 +173,8 @@ def test_cli_rejects_an_unknown_recipe(ferplus, tmp_path, capsys):
 
     assert main(["train", "--data", str(ferplus / "train.npz"), "--out", str(tmp_path / "x"),
                  "--quick", "--recipe", "fancy"]) == 2
-    assert "train --recipe: 'fancy' is not allowed; allowed: live, classic, wide" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "train --recipe: 'fancy' is not allowed; allowed: live, classic, wide, deep" in err
 
 
 def test_wide_recipe_is_classic_on_wider_members():
@@ -181,6 +182,12 @@ def test_wide_recipe_is_classic_on_wider_members():
     assert wide.arch.widths == (64, 128, 256) and wide.arch.stem == 48
     assert dataclasses.replace(wide, arch=classic.arch) == classic
     assert TrainConfig.for_recipe("wide", arch=classic.arch).arch == classic.arch  # kw wins
+
+
+def test_deep_recipe_is_classic_on_two_blocks_per_stage():
+    deep, classic = TrainConfig.for_recipe("deep", epochs=3), TrainConfig.classic(epochs=3)
+    assert deep.arch.blocks == (2, 2, 2) and deep.arch.widths == classic.arch.widths
+    assert dataclasses.replace(deep, arch=classic.arch) == classic
 
 
 def test_cli_wide_recipe_writes_wide_members(ferplus, tmp_path):
