@@ -34,8 +34,8 @@ def _add_train(sub) -> None:
     p.add_argument("--recipe", default="live",
                    help="cnn: live (default: live-footage augmentation, class balance, weight "
                    "average, members differ in strength), classic (engines/default's recipe), wide "
-                   "(classic on wider members: stem 48, widths 64/128/256) or deep (classic on two blocks per "
-                   "stage)")
+                   "(classic on wider members: stem 48, widths 64/128/256) or deep (classic on two "
+                   "blocks per stage)")
     p.add_argument("--quick", action="store_true", help="small subset, 1 epoch, 2 members (CI smoke)")
 
 
