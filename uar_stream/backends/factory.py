@@ -23,6 +23,7 @@ from typing import Callable
 from uar_stream.backends import onnxruntime_backend, tensorrt_backend
 from uar_stream.backends.base import Engine
 from uar_stream.backends.export import ensure_onnx, load_graph
+from uar_stream.backends.flip_tta import FlipTTAEngine
 from uar_stream.backends.shipped import Int8File, find_int8
 from uar_stream.backends.torch_backend import TorchEngine, cuda_unavailable_reason
 from uar_stream.errors import ConfigError, ModelError, UarError
@@ -182,8 +183,19 @@ def _describe(eng: Engine) -> str:
 
 
 def create_engine(model_dir: str | Path, backend: str = "auto", device: str = "auto",
-                  precision: str = "fp32", max_batch: int = 64, threads: int = 0) -> Engine:
-    """Build the engine for a model directory (config keys engine.*)."""
+                  precision: str = "fp32", max_batch: int = 64, threads: int = 0,
+                  flip_tta: bool = False) -> Engine:
+    """Build the engine for a model directory (config keys engine.*); ``flip_tta`` wraps it in
+    :class:`~uar_stream.backends.flip_tta.FlipTTAEngine` (each face averaged with its mirror)."""
+    eng = _create(model_dir, backend, device, precision, max_batch, threads)
+    if flip_tta:
+        eng = FlipTTAEngine(eng)
+        log.info("engine: flip test-time augmentation on (%s; two views per face)", eng.name)
+    return eng
+
+
+def _create(model_dir: str | Path, backend: str, device: str, precision: str, max_batch: int,
+            threads: int) -> Engine:
     for key, value, allowed in (("backend", backend, BACKENDS), ("device", device, DEVICES),
                                 ("precision", precision, PRECISIONS)):
         if value not in allowed:

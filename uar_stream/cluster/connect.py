@@ -80,7 +80,7 @@ class Connection:
         """Start Serve (handles only, no HTTP proxy) and run the ensemble application."""
         e = base.engine
         engine = {"backend": e.backend, "device": e.device, "precision": e.precision,
-                  "max_batch": e.max_batch, "threads": e.threads}
+                  "max_batch": e.max_batch, "threads": e.threads, "flip_tta": e.flip_tta}
         # No HTTP proxy (the service's own HTTP layer is the driver's); no per-request log lines.
         serve.start(proxy_location="Disabled", logging_config=SERVE_LOGGING)
         app = build_app(model_path(base.model.path), engine, options.replicas, options.replica_cpus,

@@ -49,7 +49,7 @@ class Analyzer:
         self.model_id = model_id(self.model_dir)
         e = config.engine
         self.engine = engine or create_engine(self.model_dir, e.backend, e.device, e.precision,
-                                              e.max_batch, e.threads)
+                                              e.max_batch, e.threads, e.flip_tta)
         self.classes = tuple(self.manifest.classes)
         self.router = router_for(config.routing, self.manifest.density is not None, self.model_dir)
         self.overlay = Overlay(config.overlay, config.routing)

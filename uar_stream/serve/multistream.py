@@ -36,7 +36,7 @@ class MultiStream(CameraRegistry[Camera]):
         base = config.analyzer_config()
         e = base.engine
         self.engine = engine or create_engine(resolve_model_path(base.model.path), e.backend, e.device,
-                                              e.precision, e.max_batch, e.threads)
+                                              e.precision, e.max_batch, e.threads, e.flip_tta)
         s = config.serve
         self.batcher = CrossStreamBatcher(self.engine, s.max_batch, s.batch_timeout_ms)
         if start:
