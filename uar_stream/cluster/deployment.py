@@ -33,7 +33,7 @@ def _faces(requests: list[np.ndarray]) -> int:
 @serve.deployment(name="ensemble")
 class EnsembleDeployment:
     """One replica: one engine. ``engine``: the config's ``engine:`` keys (backend, device,
-    precision, max_batch, threads); ``model``: the model path as the config names it."""
+    precision, max_batch, threads, flip_tta); ``model``: the model path as the config names it."""
 
     def __init__(self, model: str, engine: dict, max_batch_faces: int, batch_wait_ms: float):
         self.engine = create_engine(resolve_model_path(model), **engine)
