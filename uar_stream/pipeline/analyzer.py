@@ -71,8 +71,9 @@ class Analyzer:
 
     # -- stages (also what a FrameStream calls: the FaceStages protocol) --------------------
     def prepare_thread(self) -> None:
-        """Build the calling thread's face detector now, if it has none."""
-        self.thread_detector()
+        """Build the calling thread's face detector now, if it has none, and clear what it
+        remembers of earlier frames (a stream starts fresh even on a reused thread)."""
+        self.thread_detector().reset()
 
     def release_thread(self) -> None:
         """Close the calling thread's face detector (stream threads call this on exit)."""

@@ -157,9 +157,15 @@ class FaceDetector:
             from uar_stream.pipeline.yunet import YuNet
 
             self._yunet = YuNet(score_threshold=self.plan.yunet_min_confidence)
+        self.yunet_runs = 0  # frames YuNet ran on (it skips frames BlazeFace is sure of)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget earlier frames: ``auto`` decides from the frames it has seen whether to tile
+        and whether YuNet may skip a frame, which is right within one video but makes a new
+        source's first frames depend on the last one's. A stream calls this when it starts."""
         self._last_tiled = 0  # auto: faces the last tiled pass found
         self._since_yunet = 0  # auto: frames since YuNet last ran
-        self.yunet_runs = 0  # frames YuNet ran on (it skips frames BlazeFace is sure of)
         self._yunet_added = False  # auto: whether YuNet's last run added a face
 
     @property

@@ -52,7 +52,8 @@ class FaceStages(Protocol):
         """One engine call over the faces of several frames; routed results per frame."""
 
     def prepare_thread(self) -> None:
-        """Build the calling thread's detector now (its start-up is not frame latency)."""
+        """Build the calling thread's detector now (its start-up is not frame latency), with no
+        memory of earlier frames."""
 
     def release_thread(self) -> None:
         """Close the calling thread's detector (a stream thread calls this on exit)."""

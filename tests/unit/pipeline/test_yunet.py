@@ -189,3 +189,36 @@ def test_proposed_faces_come_after_blazefaces_so_a_face_cap_keeps_blazefaces(med
     off.close()
     assert len(with_y) == len(without) + 1
     assert [f.box for f in with_y[:len(without)]] == [f.box for f in without]
+
+
+def _yunet_runs_on(det, frames) -> int:
+    before = det.yunet_runs
+    for f in frames:
+        det.detect(f)
+    return det.yunet_runs - before
+
+
+def test_reset_forgets_earlier_frames_and_a_stream_start_resets(media):
+    """After a group photo where YuNet added a face, auto runs YuNet on the next single-face
+    frames that a fresh detector skips; reset() (and Analyzer.prepare_thread, which a stream
+    calls when it starts) makes the detector behave as a fresh one."""
+    from uar_stream import Analyzer
+
+    cap = cv2.VideoCapture(str(media / "pyfeat_single_face.mp4"))
+    frames = [cap.read()[1] for _ in range(3)]
+    cap.release()
+    group = _bgr(media, "dlib_2008_007676.jpg")
+    fresh = _detector("auto", yunet=True)
+    expected = _yunet_runs_on(fresh, frames)
+    carried = _detector("auto", yunet=True)
+    carried.detect(group)
+    assert _yunet_runs_on(carried, frames) > expected  # the state it carries is real
+    carried.detect(group)
+    carried.reset()
+    assert _yunet_runs_on(carried, frames) == expected
+    for d in (fresh, carried):
+        d.close()
+    with Analyzer.from_config(None) as an:
+        an.detect(group)
+        an.prepare_thread()
+        assert _yunet_runs_on(an.thread_detector(), frames) == expected
