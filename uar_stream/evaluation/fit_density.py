@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uar_stream.backends.shipped import SHIP_HINT
 from uar_stream.datasets.ferplus import calibration_split, load_npz, training_faces
 from uar_stream.errors import ConfigError, ModelError
 from uar_stream.labels import majority_label
 from uar_stream.model.density import DENSITY_FILE, SHRINKAGE, fit_density, save_density
 from uar_stream.model.ensemble import load_ensemble
 from uar_stream.model.preprocess import prepare_batch
-from uar_stream.model.store import file_sha256, read_manifest, write_manifest
+from uar_stream.model.store import ShippedInt8, file_sha256, model_id, read_manifest, write_manifest
 
 log = logging.getLogger("uar_stream.evaluation")
 
@@ -78,4 +79,16 @@ def fit_model_density(model_dir: str | Path, train: str | Path, exclude: str | P
     man.decomposition_temperature = float(decomposition_temperature)
     write_manifest(model_dir, man)
     log.info("density: fitted on %d faces (D=%d) in %.0f s", len(fit), dm.dim, time.perf_counter() - t)
+    _warn_if_int8_stale(model_dir, man)
     return entry
+
+
+def _warn_if_int8_stale(model_dir: Path, man) -> None:
+    """The density is part of the model (its id, the int8 graph's outputs): a shipped int8 file
+    quantised before this fit no longer matches. Say so now, with the command that rebuilds it,
+    rather than only as a WARNING when a run loads the model."""
+    int8 = ShippedInt8.from_manifest(man)
+    if int8 is not None and int8.model_id != model_id(model_dir):
+        log.warning("density: %s was quantised from the model before this fit (model %s, now %s): "
+                    "precision auto runs fp32 until it is rebuilt: %s", model_dir / int8.file,
+                    int8.model_id, model_id(model_dir), SHIP_HINT.format(model=model_dir))

@@ -227,3 +227,25 @@ def test_the_shipped_file_equals_a_local_build_on_the_same_sample(shipped, faces
     with caplog.at_level(logging.INFO, logger="uar_stream.engine"):
         assert create_engine(shipped, "auto", "cpu", "auto").onnx_path == local
     assert any("int8 built locally" in m for m in _engine_lines(caplog, logging.INFO))
+
+
+def test_refitting_the_density_warns_that_the_shipped_int8_file_is_now_stale(shipped, caplog):
+    """fit-density changes the model (its id): the shipped int8 file is stale from then on, and
+    the fit says so with the rebuild command; the next load agrees (fp32, one WARNING)."""
+    from uar_stream.evaluation.fit_density import fit_model_density
+
+    with caplog.at_level(logging.WARNING, logger="uar_stream"):
+        fit_model_density(shipped, FERPLUS / "train.npz", FERPLUS / "publictest.npz", limit=2000, seed=1)
+    said = [r.getMessage() for r in caplog.records if r.name == "uar_stream.evaluation"]
+    assert len(said) == 1 and "was quantised from the model before this fit" in said[0]
+    assert "build-engine" in said[0] and "--ship" in said[0]
+    assert find_int8(shipped).path is None
+
+
+def test_refitting_without_a_shipped_int8_file_warns_nothing(shipped_src, tmp_path, caplog):
+    from uar_stream.evaluation.fit_density import fit_model_density
+
+    model = _copy(shipped_src, tmp_path / "plain", int8=False)
+    with caplog.at_level(logging.WARNING, logger="uar_stream"):
+        fit_model_density(model, FERPLUS / "train.npz", FERPLUS / "publictest.npz", limit=2000, seed=1)
+    assert not [r for r in caplog.records if r.name == "uar_stream.evaluation"]
