@@ -256,3 +256,25 @@ def test_calibrate_on_own_faces_without_votes(small_data, models, tmp_path, caps
     code = main(["calibrate", "--data", str(own), "--out", str(out), "--model", str(models[0]),
                  "--ambiguous-precision", "0.5"])
     assert code == 2 and "votes" in capsys.readouterr().err
+
+
+def test_calibrate_with_a_flip_tta_config_fits_the_flip_tta_outputs(small_data, models, tmp_path):
+    """engine.flip_tta in the base config: the thresholds are quantiles of the TTA engine's
+    epistemic scores (not the plain engine's), and the section records it."""
+    path, images, votes = small_data
+    base = tmp_path / "tta.yaml"
+    base.write_text("engine:\n  flip_tta: true\nrouting:\n  ood_gate: mutual_information\n")
+    outs = {}
+    for name, cfg in (("tta", str(base)), ("plain", None)):
+        outs[name] = tmp_path / f"{name}.yaml"
+        args = ["calibrate", "--data", str(path), "--out", str(outs[name]), "--model", str(models[0]),
+                "--id-reject", "0.1", "--ood-gate", "mutual_information"]
+        assert main(args + (["--config", cfg] if cfg else [])) == 0
+    tta, plain = (yaml.safe_load(outs[k].read_text()) for k in ("tta", "plain"))
+    assert tta["calibration"]["flip_tta"] is True and plain["calibration"]["flip_tta"] is False
+    assert tta["engine"]["flip_tta"] is True
+    keep = emotion_rows(votes)
+    s = Predictor(models[0], None, flip_tta=True).predict(images[keep])
+    tau = tta["routing"]["tau_epistemic"]
+    assert abs((s.epistemic > tau).mean() - 0.1) <= 2 / keep.sum()
+    assert tau != plain["routing"]["tau_epistemic"]

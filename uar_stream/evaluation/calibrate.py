@@ -167,10 +167,12 @@ def calibrate(data: Path, out: Path, model: Path, config: str | None, id_reject:
     faces, disagreed, info = load_faces(data)
     if len(faces) < 20:
         raise DataError(f"{data}: only {len(faces)} usable faces; calibration needs at least 20")
-    pred = Predictor(model, cache)
+    base = load_config(config)
+    # thresholds for the outputs the config's engine gives: with flip TTA when it asks for it
+    pred = Predictor(model, cache, flip_tta=base.engine.flip_tta)
     scores = pred.predict(faces.images)
     dens = None if scores.density is None else scores.density.astype(np.float64)
-    gate = ood_gate or load_config(config).routing.ood_gate
+    gate = ood_gate or base.routing.ood_gate
     th = fit(scores.epistemic.astype(np.float64), scores.aleatoric.astype(np.float64), disagreed,
              id_reject, ambiguous_rate, ambiguous_precision, dens, gate)
     overrides = {"routing.tau_epistemic": _round_up(th.tau_epistemic),
@@ -182,6 +184,7 @@ def calibrate(data: Path, out: Path, model: Path, config: str | None, id_reject:
     section = {
         "data": str(data), "data_sha256": faces.sha256, "data_rows": info["rows"],
         "faces_used": len(faces), "model": str(model), "model_id": pred.model_id,
+        "flip_tta": base.engine.flip_tta,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "uar_stream_version": __version__,
         "targets": th.targets,

@@ -45,19 +45,22 @@ class Scores:
 
 class Predictor:
     """A model directory behind ``create_engine(model_dir, "auto")``, with a cache of its
-    outputs keyed by model id (:func:`uar_stream.model.store.model_id`) + set name.
+    outputs keyed by model id (:func:`uar_stream.model.store.model_id`) + set name;
+    ``flip_tta``: each face averaged with its mirror (``engine.flip_tta``), cached apart.
 
     Batches of 32 keep the 5-member CNN's activations in cache: two single-threaded engines
     side by side spent 5-8% fewer CPU-seconds per face than at batch 256 in a short benchmark
     (in the full cold run the gain was within noise); the outputs are the same bit for bit."""
 
     def __init__(self, model_dir: str | Path, cache_dir: Path | None, batch: int = 32,
-                 backend: str = "auto", threads: int = 0):
+                 backend: str = "auto", threads: int = 0, flip_tta: bool = False):
         self.model_dir = Path(model_dir)
-        self.backend, self.threads = backend, threads
+        self.backend, self.threads, self.flip_tta = backend, threads, flip_tta
         self.manifest = read_manifest(self.model_dir)
         self.model_id = model_id(self.model_dir)
-        self.cache_dir = cache_dir / "predictions" / self.model_id if cache_dir else None
+        # flip TTA gives other outputs for the same model: its own cache folder
+        key = self.model_id + ("-flip" if flip_tta else "")
+        self.cache_dir = cache_dir / "predictions" / key if cache_dir else None
         self.batch = batch
         self._engine = None
 
@@ -67,7 +70,7 @@ class Predictor:
         if self._engine is None:  # built lazily: a fully cached rerun never needs it
             device = "cpu" if self.backend != "auto" else "auto"
             self._engine = create_engine(self.model_dir, self.backend, device, max_batch=self.batch,
-                                         threads=self.threads)
+                                         threads=self.threads, flip_tta=self.flip_tta)
         return self._engine
 
     def _path(self, set_key: str, name: str) -> Path | None:
