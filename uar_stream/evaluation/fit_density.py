@@ -88,7 +88,8 @@ def _warn_if_int8_stale(model_dir: Path, man) -> None:
     quantised before this fit no longer matches. Say so now, with the command that rebuilds it,
     rather than only as a WARNING when a run loads the model."""
     int8 = ShippedInt8.from_manifest(man)
-    if int8 is not None and int8.model_id != model_id(model_dir):
+    now = model_id(model_dir) if int8 is not None else ""  # hashes every weight file: once
+    if int8 is not None and int8.model_id != now:
         log.warning("density: %s was quantised from the model before this fit (model %s, now %s): "
                     "precision auto runs fp32 until it is rebuilt: %s", model_dir / int8.file,
-                    int8.model_id, model_id(model_dir), SHIP_HINT.format(model=model_dir))
+                    int8.model_id, now, SHIP_HINT.format(model=model_dir))
